@@ -1,0 +1,80 @@
+# diffusion notes — the two commands a newcomer needs: `make book` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+JB := $(VENV)/bin/jupyter-book
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: help venv book test unit notebooks-test book-test proofs tables tables-check notebooks serve browser-deps bench clean
+
+help:
+	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
+	@echo "make test       the whole suite: unit tests, proofs, bibliography, table drift, notebooks (quick), book build"
+	@echo "make notebooks  re-execute notebooks/ in the full profile and store their outputs"
+	@echo "make proofs     verify every derivation"
+	@echo "make tables     regenerate every generated table"
+	@echo "make serve      serve _build/html on http://127.0.0.1:$(PORT)"
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || \
+		{ echo "error: Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1 || echo none)); set PYTHON=/path/to/python3.x"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (diffnotes)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(JB) build . -W -n --keep-going
+	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
+
+unit: $(STAMP)
+	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests
+
+notebooks-test: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		DIFFNOTES_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks; \
+	else echo "no notebooks yet"; fi
+
+book-test: $(STAMP)
+	$(JB) build . -W -n --keep-going
+
+tables: $(STAMP)
+	$(PY) -m diffnotes tables
+
+tables-check: $(STAMP)
+	$(PY) -m diffnotes tables --check
+
+proofs: $(STAMP)
+	$(PY) -m diffnotes proofs
+
+test: $(STAMP)
+	$(MAKE) tables-check
+	$(MAKE) proofs
+	$(MAKE) unit
+	$(MAKE) notebooks-test
+	$(MAKE) book-test
+
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+		echo "== $$nb"; \
+		DIFFNOTES_PROFILE=full $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.kernel_name=python3 "$$nb"; \
+	done
+
+serve:
+	@test -f _build/html/index.html || { echo "error: no site yet; run 'make book' first"; exit 1; }
+	@echo "serving http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+bench: $(STAMP)
+	$(PY) -m diffnotes bench
+
+clean:
+	rm -rf _build .pytest_cache
