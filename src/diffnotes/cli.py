@@ -55,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print each proof's steps")
     p.set_defaults(func=cmd_proofs)
 
+    import importlib
+
     try:  # the engine's commands (train, sample, bench) register themselves
-        from . import cli_engine
+        cli_engine = importlib.import_module("diffnotes.cli_engine")
     except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.cli_engine":
+        if err.name != "diffnotes.cli_engine":
             raise
     else:
         cli_engine.add_commands(sub)
