@@ -9,7 +9,7 @@ JB := $(VENV)/bin/jupyter-book
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help venv book test unit notebooks-test book-test proofs tables tables-check notebooks serve browser-deps bench clean
+.PHONY: help venv book test unit notebooks-test book-test site-test proofs tables tables-check notebooks serve browser-deps bench clean
 
 help:
 	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
@@ -35,7 +35,20 @@ book: $(STAMP)
 	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
 
 unit: $(STAMP)
-	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests
+	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests --ignore=tests/site
+
+# Headless Chromium for the browser tests (Debian packages; needs root or sudo). Where it cannot
+# be installed the browser tests skip and say why.
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "warning: could not install chromium; browser tests will skip"; \
+	else echo "warning: chromium not installed and no root apt-get; browser tests will skip"; fi
+
+# Tests over the built site: links, offline assets, and pages in a real browser.
+site-test: $(STAMP)
+	DIFFNOTES_REQUIRE_SITE=1 $(PY) -m pytest -q -rs tests/site
 
 notebooks-test: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
@@ -60,6 +73,7 @@ test: $(STAMP)
 	$(MAKE) unit
 	$(MAKE) notebooks-test
 	$(MAKE) book-test
+	$(MAKE) site-test
 
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \

@@ -1,0 +1,35 @@
+"""Small Sphinx fixes for the site (listed in `_config.yml` under `sphinx.extra_extensions`).
+
+* pydata-sphinx-theme logs a console error ("Got invalid theme mode") on a first visit when no
+  ``default_mode`` is in the page context (sphinx-book-theme has no option for it), so we set it.
+* sphinx-thebe 0.3 registers its inline configuration script twice, which redeclares a ``const``
+  and raises a SyntaxError in the browser; identical scripts are kept once per page.
+
+The browser tests (`tests/site/test_browser.py`) fail if either error comes back.
+"""
+
+from __future__ import annotations
+
+
+def _page_context(app, pagename, templatename, context, doctree):
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for script in scripts:
+        key = (
+            getattr(script, "filename", None) or "",  # None and "" both mean an inline script
+            repr(sorted(getattr(script, "attributes", {}).items())),
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app):
+    app.connect("html-page-context", _page_context, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
