@@ -22,6 +22,7 @@ TABLE_MODULES = (
     "diffnotes.catalogue",
     "diffnotes.theory.tables",
     "diffnotes.results",
+    "diffnotes.book_status",
 )
 
 
