@@ -9,7 +9,7 @@ JB := $(VENV)/bin/jupyter-book
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: help venv book test unit notebooks-test book-test site-test proofs tables tables-check notebooks serve browser-deps bench clean
+.PHONY: help venv book test unit notebooks-test book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
 help:
 	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
@@ -18,6 +18,7 @@ help:
 	@echo "make proofs     verify every derivation"
 	@echo "make tables     regenerate every generated table"
 	@echo "make serve      serve _build/html on http://127.0.0.1:$(PORT)"
+	@echo "make pdf        the whole book as one PDF (_build/pdf/diffusion-notes.pdf)"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || \
@@ -86,6 +87,10 @@ serve:
 	@test -f _build/html/index.html || { echo "error: no site yet; run 'make book' first"; exit 1; }
 	@echo "serving http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# A PDF of the whole book: single-page HTML printed by headless Chromium (see scripts/build_pdf.py).
+pdf: $(STAMP) browser-deps
+	$(PY) scripts/build_pdf.py
 
 bench: $(STAMP)
 	$(PY) -m diffnotes bench
