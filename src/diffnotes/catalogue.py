@@ -1,0 +1,421 @@
+"""The papers of the notes: who, where, what they contributed, and their CIFAR-10 numbers.
+
+The data live in ``diffnotes/data/papers.yaml`` (one record per paper, every number with the
+table it comes from); this module loads and validates them and renders three generated tables
+for ``book/papers/index.md`` ("Papers at a glance"):
+
+* ``outlook``       the notes' outlook table regenerated for all papers, ordered by year;
+* ``corrections``   every place where the catalogue corrects what the notes wrote;
+* ``paper-numbers`` every number with its setting, source table and how it was checked.
+
+Validation is strict on purpose: a difference between the notes and the catalogue in venue,
+year or FID must come with a written correction, so the book never changes a number silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .tables import GeneratedTable
+
+DATA_FILE = Path(__file__).parent / "data" / "papers.yaml"
+
+THEMES = (
+    "Score matching and foundations",
+    "DDPM family and samplers",
+    "SDE view and EDM",
+    "Conditioning and inverse problems",
+    "Efficiency",
+    "Related ideas",
+)
+
+# Metric key -> (short label used in the tables, unit or "").
+METRICS = {
+    "fid_uncond": ("FID (uncond.)", ""),
+    "fid_cond": ("FID (cond.)", ""),
+    "nll_bpd": ("NLL", "bits/dim"),
+    "inception": ("IS", ""),
+}
+
+# How a number was confirmed while the catalogue was written (see papers.yaml's header).
+CHECKED = {
+    "abstract": "the same number is stated in the paper's abstract",
+    "secondary": "independent summaries of the paper agree on the number",
+    "recall": "read from the named table earlier, not re-confirmed against a copy this time",
+}
+UNCONFIRMED_MARK = "†"  # shown after numbers whose `checked` is "recall"
+
+BOUNDS = ("", "<=")
+
+# Fields of the notes that the catalogue compares with its own values.
+NOTES_FIELDS = ("venue", "year", "alias", "fid_uncond", "fid_cond")
+COMPARED_FIELDS = ("venue", "year", "fid_uncond", "fid_cond")  # a difference needs a correction
+
+FIELD_LABELS = {
+    "venue": "Venue",
+    "year": "Year",
+    "alias": "Alias",
+    "fid_uncond": "CIFAR-10 FID (uncond.)",
+    "fid_cond": "CIFAR-10 FID (cond.)",
+}
+
+KEY_PATTERN = re.compile(r"^[a-z]+\d{4}[a-z]+$")
+SOURCE_PATTERN = re.compile(r"^(Table \d+[a-z]?|Section \d+(\.\d+)*|Appendix [A-Z](\.\d+)*|Abstract)$")
+
+_REQUIRED = ("key", "alias", "title", "venue", "year", "theme", "in_outlook_table", "contribution",
+             "architecture", "results", "notes", "notes_said")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One headline number: CIFAR-10 ``metric`` = ``value`` in the paper's ``source``."""
+
+    metric: str
+    text: str  # the value with the paper's digits, e.g. "2.20"
+    source: str
+    checked: str
+    setting: str = ""
+    bound: str = ""
+
+    @property
+    def value(self) -> float:
+        return float(self.text)
+
+    def render(self) -> str:
+        """E.g. ``≤3.75 (T1)``; a dagger marks numbers not re-confirmed (see ``CHECKED``)."""
+        bound = "≤" if self.bound == "<=" else ""
+        mark = UNCONFIRMED_MARK if self.checked == "recall" else ""
+        return f"{bound}{self.text} ({_short_source(self.source)}){mark}"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Where the notes differ from the catalogue: the field, what they said, and why it changed."""
+
+    field: str
+    said: str
+    correction: str
+
+
+@dataclass(frozen=True)
+class Paper:
+    key: str
+    alias: str
+    title: str
+    venue: str
+    year: int
+    theme: str
+    in_outlook_table: bool
+    contribution: str
+    architecture: str
+    results: dict = field(default_factory=dict)  # metric -> Result
+    notes: dict = field(default_factory=dict)  # field -> what the notes wrote (str)
+    notes_said: tuple = ()  # of Correction
+
+    def result(self, metric: str) -> Result | None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        return self.results.get(metric)
+
+
+# --------------------------------------------------------------------------- loading, validation
+
+
+def _short_source(source: str) -> str:
+    return (source.replace("Table ", "T").replace("Section ", "§").replace("Appendix ", "App. ")
+            .replace("Abstract", "abs."))
+
+
+def _fail(where: str, message: str):
+    raise ValueError(f"papers.yaml: {where}: {message}")
+
+
+def _text(record: dict, name: str, where: str, *, allow_empty: bool = False) -> str:
+    value = record[name]
+    if not isinstance(value, str):
+        _fail(where, f"field {name!r} must be a string, got {type(value).__name__}")
+    value = " ".join(value.split())
+    if not value and not allow_empty:
+        _fail(where, f"field {name!r} is empty")
+    return value
+
+
+def _parse_result(metric: str, raw, where: str) -> Result:
+    where = f"{where}, result {metric!r}"
+    if metric not in METRICS:
+        _fail(where, f"unknown metric; valid: {', '.join(METRICS)}")
+    if not isinstance(raw, dict):
+        _fail(where, "must be a mapping with value, source and checked")
+    unknown = set(raw) - {"value", "source", "checked", "setting", "bound"}
+    if unknown:
+        _fail(where, f"unknown field(s) {sorted(unknown)}; valid: value, source, checked, setting, bound")
+    for name in ("value", "source", "checked"):
+        if name not in raw:
+            _fail(where, f"missing field {name!r} (every number needs its value, source table and how it was checked)")
+    text = raw["value"]
+    if not isinstance(text, str):
+        _fail(where, f"field 'value' must be a quoted string (to keep the paper's digits), got {text!r}")
+    try:
+        number = float(text)
+    except ValueError:
+        _fail(where, f"field 'value' {text!r} is not a number")
+    if not (math.isfinite(number) and number > 0):
+        _fail(where, f"field 'value' {text!r} must be a positive finite number")
+    source = raw["source"]
+    if not isinstance(source, str) or not SOURCE_PATTERN.match(source):
+        _fail(where, f"field 'source' {source!r} must name the paper's place, e.g. 'Table 2', "
+                     "'Section 4.1', 'Appendix C' or 'Abstract'")
+    checked = raw["checked"]
+    if checked not in CHECKED:
+        _fail(where, f"field 'checked' {checked!r} is not one of {', '.join(CHECKED)}")
+    bound = raw.get("bound", "")
+    if bound not in BOUNDS:
+        _fail(where, f"field 'bound' {bound!r} is not one of {BOUNDS}")
+    setting = raw.get("setting", "")
+    if not isinstance(setting, str):
+        _fail(where, "field 'setting' must be a string")
+    return Result(metric, text, source, checked, " ".join(setting.split()), bound)
+
+
+def _parse_paper(raw, index: int) -> Paper:
+    if not isinstance(raw, dict):
+        _fail(f"paper #{index + 1}", f"must be a mapping, got {type(raw).__name__}")
+    key = raw.get("key")
+    where = f"paper {key!r}" if isinstance(key, str) else f"paper #{index + 1}"
+    missing = [name for name in _REQUIRED if name not in raw]
+    if missing:
+        _fail(where, f"missing field(s) {missing}")
+    unknown = sorted(set(raw) - set(_REQUIRED))
+    if unknown:
+        _fail(where, f"unknown field(s) {unknown}; valid: {', '.join(_REQUIRED)}")
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        _fail(where, f"field 'key' {key!r} must look like <author><year><word>, e.g. 'ho2020denoising'")
+    year = raw["year"]
+    if not isinstance(year, int) or isinstance(year, bool) or not 1900 <= year <= 2100:
+        _fail(where, f"field 'year' {year!r} must be an integer year")
+    if str(year) not in key:
+        _fail(where, f"field 'year' {year} does not match the year in the key")
+    theme = raw["theme"]
+    if theme not in THEMES:
+        _fail(where, f"field 'theme' {theme!r} is not one of: {'; '.join(THEMES)}")
+    if not isinstance(raw["in_outlook_table"], bool):
+        _fail(where, "field 'in_outlook_table' must be true or false")
+
+    results_raw = raw["results"]
+    if not isinstance(results_raw, dict):
+        _fail(where, "field 'results' must be a mapping metric -> {value, source, checked}")
+    results = {m: _parse_result(m, r, where) for m, r in results_raw.items()}
+
+    notes = raw["notes"]
+    if not isinstance(notes, dict):
+        _fail(where, "field 'notes' must be a mapping")
+    bad = sorted(set(notes) - set(NOTES_FIELDS))
+    if bad:
+        _fail(where, f"field 'notes' has unknown key(s) {bad}; valid: {', '.join(NOTES_FIELDS)}")
+    notes = {k: ("" if v is None else str(v)) for k, v in notes.items()}
+    if raw["in_outlook_table"] and "year" not in notes:
+        _fail(where, "is in the notes' outlook table, so 'notes' must record at least the row's year")
+
+    said_raw = raw["notes_said"]
+    if not isinstance(said_raw, list):
+        _fail(where, "field 'notes_said' must be a list")
+    corrections = []
+    for j, c in enumerate(said_raw):
+        cw = f"{where}, notes_said #{j + 1}"
+        if not isinstance(c, dict) or set(c) != {"field", "said", "correction"}:
+            _fail(cw, "must have exactly the fields field, said, correction")
+        if c["field"] not in NOTES_FIELDS:
+            _fail(cw, f"field {c['field']!r} is not one of {', '.join(NOTES_FIELDS)}")
+        said = str(c["said"])
+        if c["field"] in notes and notes[c["field"]] != said:
+            _fail(cw, f"says the notes wrote {said!r} for {c['field']!r}, but 'notes' records {notes[c['field']]!r}")
+        text = " ".join(str(c["correction"]).split())
+        if len(text) < 20:
+            _fail(cw, "the correction must be a sentence saying what is right and why")
+        corrections.append(Correction(c["field"], said, text))
+
+    paper = Paper(
+        key=key,
+        alias=_text(raw, "alias", where),
+        title=_text(raw, "title", where),
+        venue=_text(raw, "venue", where),
+        year=year,
+        theme=theme,
+        in_outlook_table=raw["in_outlook_table"],
+        contribution=_text(raw, "contribution", where),
+        architecture=_text(raw, "architecture", where, allow_empty=True),
+        results=results,
+        notes=notes,
+        notes_said=tuple(corrections),
+    )
+    _check_against_notes(paper, where)
+    return paper
+
+
+def _catalogue_value(paper: Paper, name: str):
+    if name == "venue":
+        return paper.venue
+    if name == "year":
+        return paper.year
+    if name == "alias":
+        return paper.alias
+    result = paper.results.get(name)
+    return None if result is None else result.value
+
+
+def _check_against_notes(paper: Paper, where: str) -> None:
+    """Every difference between the notes and the catalogue (venue, year, FID) needs a correction."""
+    corrected = {c.field for c in paper.notes_said}
+    for name in COMPARED_FIELDS:
+        said = paper.notes.get(name, "")
+        if not said:
+            continue  # the notes left it empty: filling it in is not a correction
+        ours = _catalogue_value(paper, name)
+        if name in ("fid_uncond", "fid_cond"):
+            try:
+                said_value = float(said)
+            except ValueError:
+                _fail(where, f"notes value {said!r} for {name!r} is not a number")
+            same = ours is not None and math.isclose(said_value, ours)
+        elif name == "year":
+            same = str(ours) == said
+        else:
+            same = ours == said
+        if not same and name not in corrected:
+            _fail(where, f"the notes say {name} = {said!r} but the catalogue has {ours!r}; "
+                         f"add a notes_said entry for {name!r} with the correction")
+
+
+def parse_papers(data) -> list[Paper]:
+    """Validate the loaded YAML (``{"papers": [...]}``) and return the papers in file order."""
+    if not isinstance(data, dict) or not isinstance(data.get("papers"), list):
+        raise ValueError("papers.yaml: the top level must be a mapping with a list under 'papers'")
+    papers = [_parse_paper(raw, i) for i, raw in enumerate(data["papers"])]
+    seen = set()
+    for p in papers:
+        if p.key in seen:
+            raise ValueError(f"papers.yaml: paper {p.key!r} appears twice")
+        seen.add(p.key)
+    return papers
+
+
+def load(path: Path | str | None = None) -> list[Paper]:
+    path = Path(path) if path is not None else DATA_FILE
+    with open(path, encoding="utf-8") as fh:
+        return parse_papers(yaml.safe_load(fh))
+
+
+@functools.lru_cache(maxsize=1)
+def _default() -> tuple:
+    return tuple(load())
+
+
+def papers() -> list[Paper]:
+    """All papers of the notes, in the data file's order (grouped by theme)."""
+    return list(_default())
+
+
+def get(key: str) -> Paper:
+    for p in _default():
+        if p.key == key:
+            return p
+    raise ValueError(f"no paper {key!r} in the catalogue; valid keys: {', '.join(sorted(p.key for p in _default()))}")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _cell(text: str) -> str:
+    """Make text safe inside a Markdown table cell."""
+    return text.replace("|", "/").replace("\n", " ") or "–"
+
+
+def _cite(key: str) -> str:
+    return f"{{cite:t}}`{key}`"
+
+
+def _other_numbers(paper: Paper) -> str:
+    parts = []
+    for metric in ("nll_bpd", "inception"):
+        r = paper.results.get(metric)
+        if r is not None:
+            label, unit = METRICS[metric]
+            parts.append(f"{label} {r.render()}" + (f" {unit}" if unit else ""))
+    return "; ".join(parts)
+
+
+def _fid(paper: Paper, metric: str) -> str:
+    r = paper.results.get(metric)
+    return r.render() if r is not None else ""
+
+
+def render_outlook(items: list[Paper] | None = None) -> str:
+    """The notes' outlook table, regenerated for every paper and ordered by year."""
+    items = sorted(items if items is not None else papers(), key=lambda p: (p.year, p.key))
+    lines = [
+        "| Paper | Venue | Year | Alias | FID uncond. | FID cond. | Other CIFAR-10 numbers "
+        "| Contribution | Architecture | In notes' table |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in items:
+        row = [
+            _cite(p.key), p.venue, str(p.year), p.alias, _fid(p, "fid_uncond"), _fid(p, "fid_cond"),
+            _other_numbers(p), p.contribution, p.architecture, "yes" if p.in_outlook_table else "no",
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _catalogue_says(paper: Paper, name: str) -> str:
+    if name in ("fid_uncond", "fid_cond"):
+        r = paper.results.get(name)
+        return r.render() if r is not None else "(left empty)"
+    return str(_catalogue_value(paper, name))
+
+
+def render_corrections(items: list[Paper] | None = None) -> str:
+    """Every place the catalogue corrects the notes: what they said, what is right, why."""
+    items = items if items is not None else papers()
+    lines = [
+        "| Paper | Field | The notes said | The catalogue says | Correction |",
+        "|---|---|---|---|---|",
+    ]
+    for p in sorted(items, key=lambda p: (p.year, p.key)):
+        for c in p.notes_said:
+            row = [_cite(p.key), FIELD_LABELS[c.field], c.said, _catalogue_says(p, c.field), c.correction]
+            lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    if len(lines) == 2:
+        return "*The catalogue agrees with the notes everywhere.*\n"
+    return "\n".join(lines) + "\n"
+
+
+def render_numbers(items: list[Paper] | None = None) -> str:
+    """Every headline number with its setting, its source in the paper and how it was checked."""
+    items = items if items is not None else papers()
+    lines = [
+        "| Paper | Metric (CIFAR-10) | Value | Setting | Source | Checked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in sorted(items, key=lambda p: (p.year, p.key)):
+        for metric in METRICS:
+            r = p.results.get(metric)
+            if r is None:
+                continue
+            label, unit = METRICS[metric]
+            value = ("≤" if r.bound == "<=" else "") + r.text + (f" {unit}" if unit else "")
+            row = [_cite(p.key), label, value, r.setting, r.source, r.checked]
+            lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATED_TABLES = [
+    GeneratedTable("outlook", render_outlook, "src/diffnotes/data/papers.yaml"),
+    GeneratedTable("corrections", render_corrections, "src/diffnotes/data/papers.yaml"),
+    GeneratedTable("paper-numbers", render_numbers, "src/diffnotes/data/papers.yaml"),
+]
