@@ -1,0 +1,535 @@
+"""Noise-level schedules and samplers shared by every method in the book.
+
+Everything here works in the EDM coordinates with s(t) = 1: x = x0 + sigma n, and a model is a
+*denoiser* ``D(x; sigma) ~ E[x0 | x]``. The score is ``(D - x) / sigma**2`` and the
+probability-flow ODE in sigma-time is ``dx/dsigma = (x - D(x; sigma)) / sigma`` (Karras et al.
+2022, eq. 4 with s = 1, sigma(t) = t). VP-trained networks enter through the preconditioning
+wrappers of ``diffnotes.precond``, which already return ``D`` in these coordinates: x_VE =
+x_VP / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar).
+
+The samplers are stateless pure functions in the style of k-diffusion,
+``sample_xxx(denoiser, x, sigmas, ...)``: ``x`` is the starting point at ``sigmas[0]`` (usually
+``sigmas[0] * randn``), ``sigmas`` a strictly decreasing 1-D sequence that ends at 0, and the
+return value the sample at sigma = 0. There is no scheduler object and no hidden step counter.
+
+Used in the book by the chapters on SMLD (annealed Langevin), DDPM (ancestral), Score SDE
+(Euler-Maruyama, predictor-corrector), DDIM, DPM-Solver++ and EDM (Heun, stochastic sampler),
+and by ``benchmarks/bench_samplers.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = [
+    "SOLVERS",
+    "SCHEDULES",
+    "sample",
+    "sigma_schedule",
+    "ddpm_sigmas",
+    "vp_sigma",
+    "vp_sigma_inv",
+    "to_d",
+    "sample_euler",
+    "sample_heun",
+    "sample_edm_stochastic",
+    "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
+    "sample_euler_maruyama",
+    "sample_predictor_corrector",
+    "sample_ancestral",
+    "sample_ddim",
+    "sample_annealed_langevin",
+]
+
+SCHEDULES = ("karras", "loglinear", "uniform", "vp")
+DDPM_SPACINGS = ("leading", "trailing", "linspace")
+
+# EDM's defaults for the sigma range (Karras et al. 2022, Table 1 / Sec. 5) and its VP constants.
+EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0
+VP_BETA_MIN, VP_BETA_D, VP_EPS_S = 0.1, 19.9, 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules
+# --------------------------------------------------------------------------------------------
+def vp_sigma(t, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D):
+    """sigma(t) of the continuous VP SDE in EDM form (Karras et al. 2022, Table 1, "VP" column).
+
+    Tested equal to ``diffnotes.theory.get_process("vp").sigma`` where that exists.
+    """
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return torch.sqrt(torch.expm1(0.5 * beta_d * t**2 + beta_min * t))
+
+
+def vp_sigma_inv(sigma, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D):
+    """The inverse of :func:`vp_sigma`: the VP time t at which the noise level is ``sigma``."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    return (torch.sqrt(beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)) - beta_min) / beta_d
+
+
+def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def sigma_schedule(kind: str, n: int, sigma_min: float | None = None, sigma_max: float | None = None,
+                   rho: float = 7.0) -> torch.Tensor:
+    """``n`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0 (float64).
+
+    kinds:
+      * ``"karras"``: sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
+        (Karras et al. 2022, eq. 5); rho = 7 is EDM's choice, rho = 1 is uniform, rho -> inf log-linear.
+      * ``"loglinear"``: uniform in log sigma (equivalently in lambda = -log sigma, the DPM-Solver time).
+      * ``"uniform"``: uniform in sigma (the VE ODE in sigma-time with equal steps).
+      * ``"vp"``: EDM's VP discretisation: uniform in the VP time t between the times of sigma_max
+        and sigma_min (by default t from 1 to eps_s = 1e-3, beta_min = 0.1, beta_d = 19.9).
+
+    Defaults when ``sigma_min`` / ``sigma_max`` are None: EDM's (0.002, 80), or for ``"vp"`` the
+    VP process's sigma(eps_s) and sigma(1).
+    """
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer number of noise levels, got {n!r}")
+    if kind == "vp":
+        sigma_min = float(vp_sigma(VP_EPS_S)) if sigma_min is None else sigma_min
+        sigma_max = float(vp_sigma(1.0)) if sigma_max is None else sigma_max
+    else:
+        sigma_min = EDM_SIGMA_MIN if sigma_min is None else sigma_min
+        sigma_max = EDM_SIGMA_MAX if sigma_max is None else sigma_max
+    if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if n == 1:
+        return _append_zero(torch.tensor([float(sigma_max)], dtype=torch.float64))
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    if kind == "karras":
+        if not rho > 0:
+            raise ValueError(f"rho must be positive, got {rho}")
+        inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+        sigmas = (inv_max + ramp * (inv_min - inv_max)) ** rho
+    elif kind == "loglinear":
+        sigmas = torch.exp(math.log(sigma_max) + ramp * (math.log(sigma_min) - math.log(sigma_max)))
+    elif kind == "uniform":
+        sigmas = sigma_max + ramp * (sigma_min - sigma_max)
+    else:  # "vp"
+        t_max, t_min = vp_sigma_inv(sigma_max), vp_sigma_inv(sigma_min)
+        sigmas = vp_sigma(t_max + ramp * (t_min - t_max))
+    return _append_zero(sigmas)
+
+
+def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int = 1000,
+                beta_start: float = 1e-4, beta_end: float = 0.02, return_timesteps: bool = False):
+    """Noise levels of ``n_steps`` discrete DDPM timesteps, then a final 0 (float64).
+
+    DDPM's linear betas (Ho et al. 2020: beta_1 = 1e-4 ... beta_T = 0.02, T = 1000) give
+    alpha_bar_t = prod_{s<=t} (1 - beta_s) and, in EDM coordinates, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t).
+    The subset of timesteps follows diffusers' ``timestep_spacing`` conventions (with
+    ``steps_offset = 0``), 0-based timesteps as in diffusers:
+
+      * ``"leading"``: t = k * (T // n), k = n-1 ... 0 (DDIM's original choice);
+      * ``"trailing"``: t = round(T - k T / n) - 1, k = 0 ... n-1 (always includes t = T-1);
+      * ``"linspace"``: t = round(linspace(0, T-1, n)) reversed.
+
+    With ``return_timesteps`` also returns the integer timesteps (without the final 0).
+    """
+    if spacing not in DDPM_SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; valid spacings: {', '.join(DDPM_SPACINGS)}")
+    if not isinstance(n_steps, int) or not 1 <= n_steps <= num_train_timesteps:
+        raise ValueError(f"n_steps must be an integer in [1, {num_train_timesteps}], got {n_steps!r}")
+    if not 0 < beta_start <= beta_end < 1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    T = num_train_timesteps
+    betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+    sigma_table = torch.sqrt((1 - alpha_bar) / alpha_bar)
+    if spacing == "leading":
+        timesteps = torch.arange(n_steps - 1, -1, -1, dtype=torch.int64) * (T // n_steps)
+    elif spacing == "trailing":
+        timesteps = torch.round(torch.arange(T, 0, -T / n_steps, dtype=torch.float64)).long() - 1
+    else:
+        timesteps = torch.round(torch.linspace(0, T - 1, n_steps, dtype=torch.float64)).long().flip(0)
+    sigmas = _append_zero(sigma_table[timesteps])
+    return (sigmas, timesteps) if return_timesteps else sigmas
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def to_d(x: torch.Tensor, sigma, denoised: torch.Tensor) -> torch.Tensor:
+    """The PF-ODE derivative dx/dsigma = (x - D(x; sigma)) / sigma (EDM eq. 4 with s = 1)."""
+    return (x - denoised) / sigma
+
+
+def _check(x, sigmas) -> list[float]:
+    """Validate the inputs; return the noise levels as Python floats (float64 coefficients)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {type(x).__name__}"
+                         + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch of shape (N, ...), got shape {tuple(x.shape)}")
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError(f"sigmas must be a 1-D sequence of at least 2 levels ending at 0, got shape {tuple(sigmas.shape)}")
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError("sigmas must be finite")
+    if float(sigmas[-1]) != 0.0:
+        raise ValueError(f"sigmas must end at 0 (append a final 0), got last value {float(sigmas[-1])}")
+    if not bool((sigmas[1:] < sigmas[:-1]).all()):
+        raise ValueError("sigmas must be strictly decreasing (from sigma_max down to 0)")
+    return sigmas.tolist()
+
+
+def _call(denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """D(x; sigma) with sigma passed per sample, shape (N,), in x's dtype and device."""
+    return denoiser(x, x.new_full((x.shape[0],), sigma))
+
+
+def _steps(n: int, progress: bool):
+    # disable=None lets tqdm stay quiet when stderr is not a TTY.
+    return tqdm(range(n), disable=None if progress else True, leave=False)
+
+
+def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def _report(callback, **info):
+    if callback is not None:
+        callback(info)
+
+
+# --------------------------------------------------------------------------------------------
+# Probability-flow ODE solvers
+# --------------------------------------------------------------------------------------------
+def sample_euler(denoiser, x, sigmas, *, callback=None, progress=False):
+    """Euler's method on the PF-ODE dx/dsigma = (x - D) / sigma.
+
+    With DDPM's sigmas this is exactly DDIM with eta = 0 (Karras et al. 2022, Sec. 3; Song et al.
+    2021, DDIM eq. 14 in sigma form).
+    """
+    s = _check(x, sigmas)
+    for i in _steps(len(s) - 1, progress):
+        denoised = _call(denoiser, x, s[i])
+        d = to_d(x, s[i], denoised)
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        x = x + (s[i + 1] - s[i]) * d
+    return x
+
+
+def sample_heun(denoiser, x, sigmas, *, callback=None, progress=False):
+    """Heun's 2nd-order method (EDM Algorithm 1); the last step, to sigma = 0, is plain Euler."""
+    s = _check(x, sigmas)
+    for i in _steps(len(s) - 1, progress):
+        denoised = _call(denoiser, x, s[i])
+        d_cur = to_d(x, s[i], denoised)  # Alg. 1 line 4: evaluate dx/dt at t_i
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        x_next = x + (s[i + 1] - s[i]) * d_cur  # line 5: Euler step
+        if s[i + 1] != 0:  # line 6: apply the 2nd-order correction unless sigma_{i+1} = 0
+            d_prime = to_d(x_next, s[i + 1], _call(denoiser, x_next, s[i + 1]))  # line 7
+            x_next = x + (s[i + 1] - s[i]) * (0.5 * d_cur + 0.5 * d_prime)  # line 8: trapezoidal rule
+        x = x_next
+    return x
+
+
+def sample_edm_stochastic(denoiser, x, sigmas, *, S_churn: float = 0.0, S_min: float = 0.0,
+                          S_max: float = float("inf"), S_noise: float = 1.0, generator=None,
+                          callback=None, progress=False):
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) in s = 1 coordinates.
+
+    Each step first adds noise to raise sigma_i to sigma_hat = (1 + gamma_i) sigma_i, then takes a
+    Heun step from sigma_hat to sigma_{i+1}. S_churn = 0 recovers Algorithm 1.
+    """
+    s = _check(x, sigmas)
+    n = len(s) - 1
+    for i in _steps(n, progress):
+        # Alg. 2 line 4: gamma_i = min(S_churn / N, sqrt(2) - 1) if t_i in [S_tmin, S_tmax], else 0.
+        gamma = min(S_churn / n, math.sqrt(2) - 1) if S_min <= s[i] <= S_max else 0.0
+        sigma_hat = s[i] * (1 + gamma)  # line 6: increase noise temporarily
+        if gamma > 0:  # lines 5, 7: eps ~ N(0, S_noise^2 I), x_hat = x + sqrt(t_hat^2 - t_i^2) eps
+            x = x + math.sqrt(sigma_hat**2 - s[i] ** 2) * S_noise * _randn(x, generator)
+        denoised = _call(denoiser, x, sigma_hat)
+        d_cur = to_d(x, sigma_hat, denoised)  # line 8
+        _report(callback, x=x, i=i, sigma=s[i], sigma_hat=sigma_hat, sigma_next=s[i + 1], denoised=denoised)
+        x_next = x + (s[i + 1] - sigma_hat) * d_cur  # line 9
+        if s[i + 1] != 0:  # lines 10-12: 2nd-order correction
+            d_prime = to_d(x_next, s[i + 1], _call(denoiser, x_next, s[i + 1]))
+            x_next = x + (s[i + 1] - sigma_hat) * (0.5 * d_cur + 0.5 * d_prime)
+        x = x_next
+    return x
+
+
+def sample_dpmpp_2m(denoiser, x, sigmas, *, callback=None, progress=False):
+    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) in data-prediction form, lambda = -log sigma.
+
+    With alpha = 1 the exact solution of the PF-ODE from sigma_i to sigma_{i+1} is
+    x_{i+1} = (sigma_{i+1}/sigma_i) x_i + sigma_{i+1} int_{lambda_i}^{lambda_{i+1}} e^lambda D dlambda;
+    2M replaces D by D_i + (D_i - D_{i-1}) / (2 r_i) with r_i = h_{i-1} / h_i. The first step, and
+    the last one into sigma = 0 (where h = inf), are first order (DPM-Solver++(1) = DDIM).
+    """
+    s = _check(x, sigmas)
+    denoised_prev, h_prev = None, None
+    for i in _steps(len(s) - 1, progress):
+        denoised = _call(denoiser, x, s[i])
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        if s[i + 1] == 0:  # the exact first-order step into sigma = 0 returns D
+            x = denoised
+            break
+        h = math.log(s[i]) - math.log(s[i + 1])  # h_i = lambda_{i+1} - lambda_i
+        if denoised_prev is None:
+            D = denoised  # Alg. 2 line 3: first step is first order
+        else:
+            r = h_prev / h  # line 6
+            D = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * denoised_prev  # line 7
+        # lines 4 / 8: x_{i+1} = (sigma_{i+1}/sigma_i) x_i - alpha (e^{-h} - 1) D with alpha = 1
+        x = (s[i + 1] / s[i]) * x - math.expm1(-h) * D
+        denoised_prev, h_prev = denoised, h
+    return x
+
+
+def sample_dpmpp_3m(denoiser, x, sigmas, *, callback=None, progress=False):
+    """A third-order multistep DPM-Solver++ ("3M") in data-prediction form.
+
+    With tau = lambda - lambda_i and h = lambda_{i+1} - lambda_i, the exact solution is
+    x_{i+1} = e^{-h} x_i + e^{-h} int_0^h e^tau D(lambda_i + tau) dtau. We replace D by the
+    polynomial through the last three denoiser outputs (Newton form),
+    D(tau) ~ D_i + a tau + b tau^2, and integrate it exactly:
+        e^{-h} int_0^h e^tau dtau      = 1 - e^{-h}            = phi_0
+        e^{-h} int_0^h tau e^tau dtau  = h - 1 + e^{-h}        = phi_1
+        e^{-h} int_0^h tau^2 e^tau dtau = h^2 - 2 phi_1        = phi_2.
+    The first step is first order, the second uses the linear polynomial, the step into
+    sigma = 0 returns D (as in 2M). Note diffusers' 3rd-order update weights the curvature term
+    by phi_2 / 2 relative to this derivation; ``benchmarks/bench_samplers.py`` measures both.
+    """
+    s = _check(x, sigmas)
+    history: list[tuple[float, torch.Tensor]] = []  # (lambda_j, D_j), newest last, at most 2 kept
+    for i in _steps(len(s) - 1, progress):
+        denoised = _call(denoiser, x, s[i])
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        if s[i + 1] == 0:
+            x = denoised
+            break
+        lam, lam_next = -math.log(s[i]), -math.log(s[i + 1])
+        h = lam_next - lam
+        phi_0 = -math.expm1(-h)
+        phi_1 = h + math.expm1(-h)
+        phi_2 = h * h - 2 * phi_1
+        x = math.exp(-h) * x + phi_0 * denoised
+        if history:
+            lam_1, D_1 = history[-1]
+            h_1 = lam - lam_1
+            f_01 = (denoised - D_1) / h_1  # first divided difference
+            if len(history) == 2:
+                lam_2, D_2 = history[-2]
+                h_2 = lam_1 - lam_2
+                b = (f_01 - (D_1 - D_2) / h_2) / (h_1 + h_2)  # second divided difference
+                a = f_01 + b * h_1  # slope at tau = 0 of the quadratic through the 3 points
+                x = x + phi_1 * a + phi_2 * b
+            else:
+                x = x + phi_1 * f_01
+        history = (history + [(lam, denoised)])[-2:]
+    return x
+
+
+def sample_ddim(denoiser, x, sigmas, *, eta: float = 0.0, generator=None, callback=None, progress=False):
+    """DDIM (Song et al. 2021, eq. 12) written in sigma: x' = D + sqrt(s'^2 - c^2) eps_hat + c z.
+
+    With x_VE = x_VP / sqrt(alpha_bar) and sigma^2 = (1 - alpha_bar) / alpha_bar, DDIM's
+    sigma_t(eta)^2 / alpha_bar_{t-1} becomes c^2 = eta^2 s'^2 (s^2 - s'^2) / s^2 (s = sigma_i,
+    s' = sigma_{i+1}), and eps_hat = (x - D) / s. eta = 0 is deterministic and equals Euler;
+    eta = 1 is the ancestral posterior step.
+    """
+    s = _check(x, sigmas)
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    for i in _steps(len(s) - 1, progress):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _call(denoiser, x, sigma)
+        _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
+        eps_hat = (x - denoised) / sigma
+        c = eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
+        if c > sigma_next:  # eta > 1 can ask for more noise than the target level holds
+            raise ValueError(f"eta={eta} gives a noise scale {c:.4g} above sigma_next={sigma_next:.4g}; use eta <= 1")
+        x = denoised + math.sqrt(sigma_next**2 - c**2) * eps_hat
+        if c > 0:
+            x = x + c * _randn(x, generator)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Stochastic samplers
+# --------------------------------------------------------------------------------------------
+def sample_euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None, progress=False):
+    """Euler-Maruyama on the reverse SDE of the VE form in sigma-time (Song et al. 2021, eq. 6).
+
+    The forward SDE dx = sqrt(2 sigma_dot sigma) dW reverses to
+    dx = -2 sigma_dot sigma grad log p dt + sqrt(2 sigma_dot sigma) dW_bar; with t = sigma
+    (sigma_dot = 1) one step from sigma_i down to sigma_{i+1} (Delta = sigma_i - sigma_{i+1} > 0) is
+    x <- x + 2 sigma_i Delta score + sqrt(2 sigma_i Delta) z, score = (D - x) / sigma_i^2.
+    The final step into sigma = 0 is the PF-ODE Euler step, which returns D(x; sigma_{N-1})
+    (Score SDE's "denoise at the end"; an EM step there would add noise of scale sqrt(2) sigma).
+    """
+    s = _check(x, sigmas)
+    for i in _steps(len(s) - 1, progress):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _call(denoiser, x, sigma)
+        _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
+        if sigma_next == 0:
+            x = denoised
+            break
+        delta = sigma - sigma_next
+        score = (denoised - x) / sigma**2
+        x = x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
+    return x
+
+
+def sample_predictor_corrector(denoiser, x, sigmas, *, predictor: str = "reverse_diffusion",
+                               corrector: str = "langevin", snr: float = 0.16, n_corrector: int = 1,
+                               generator=None, callback=None, progress=False):
+    """Predictor-corrector sampling (Song et al. 2021, Algorithm 2 for the VE SDE, Algorithm 4 corrector).
+
+    Predictor from sigma_i to sigma_{i+1} (> 0):
+      * ``"reverse_diffusion"``: x <- x + (sigma_i^2 - sigma_{i+1}^2) score + sqrt(sigma_i^2 - sigma_{i+1}^2) z,
+      * ``"euler_maruyama"``: the sigma-time EM step of :func:`sample_euler_maruyama`;
+    then ``n_corrector`` Langevin steps at sigma_{i+1} with step size eps = 2 (snr ||z|| / ||g||)^2
+    (Algorithm 4 with alpha_i = 1 for VE; the norms are batch means of per-sample norms, as in the
+    Score SDE code) and ``corrector="none"`` to skip. The last step into sigma = 0 returns D(x; sigma_{N-1}).
+    """
+    predictors, correctors = ("reverse_diffusion", "euler_maruyama"), ("langevin", "none")
+    if predictor not in predictors:
+        raise ValueError(f"unknown predictor {predictor!r}; valid predictors: {', '.join(predictors)}")
+    if corrector not in correctors:
+        raise ValueError(f"unknown corrector {corrector!r}; valid correctors: {', '.join(correctors)}")
+    if not isinstance(n_corrector, int) or n_corrector < 0 or not snr > 0:
+        raise ValueError(f"need an integer n_corrector >= 0 and snr > 0, got {n_corrector!r}, {snr!r}")
+    s = _check(x, sigmas)
+    for i in _steps(len(s) - 1, progress):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _call(denoiser, x, sigma)
+        _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
+        if sigma_next == 0:
+            x = denoised
+            break
+        score = (denoised - x) / sigma**2
+        if predictor == "reverse_diffusion":  # Alg. 2 lines 3-5
+            var = sigma**2 - sigma_next**2
+            x = x + var * score + math.sqrt(var) * _randn(x, generator)
+        else:
+            delta = sigma - sigma_next
+            x = x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
+        if corrector == "langevin":
+            for _ in range(n_corrector):  # Alg. 2 lines 6-8, step size from Alg. 4
+                z = _randn(x, generator)
+                g = (_call(denoiser, x, sigma_next) - x) / sigma_next**2
+                g_norm = g.flatten(1).norm(dim=1).mean()
+                z_norm = z.flatten(1).norm(dim=1).mean()
+                eps = 2 * (snr * z_norm / g_norm) ** 2
+                x = x + eps * g + torch.sqrt(2 * eps) * z
+    return x
+
+
+def sample_ancestral(denoiser, x, sigmas, *, variance: str = "posterior", generator=None,
+                     callback=None, progress=False):
+    """DDPM's ancestral step (Ho et al. 2020, Algorithm 2) written in sigma.
+
+    DDPM's forward chain x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z becomes, in x_VE = x_VP /
+    sqrt(alpha_bar), x_t = x_{t-1} + sqrt(sigma_t^2 - sigma_{t-1}^2) z. Its posterior given x0 = D
+    has mean D + (s'^2/s^2)(x - D) (= DDPM's 1/sqrt(alpha_t)(x_t - beta_t/sqrt(1-alpha_bar_t) eps)
+    / sqrt(alpha_bar_{t-1})) and, in VE units, variance
+      * ``"posterior"``: s'^2 (s^2 - s'^2) / s^2 (DDPM's beta_tilde choice), or
+      * ``"beta"``: (1 + s'^2)(s^2 - s'^2) / (1 + s^2) (DDPM's sigma_t^2 = beta_t choice; this one
+        depends on the VP scaling, so it is only meaningful for DDPM's VP chain),
+    with s = sigma_i, s' = sigma_{i+1}. No noise is added on the step into sigma = 0 (Alg. 2: z = 0
+    for t = 1). Strided sigmas give the same step over several DDPM timesteps.
+    """
+    variances = ("posterior", "beta")
+    if variance not in variances:
+        raise ValueError(f"unknown variance {variance!r}; valid variances: {', '.join(variances)}")
+    s = _check(x, sigmas)
+    for i in _steps(len(s) - 1, progress):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _call(denoiser, x, sigma)
+        _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
+        ratio = sigma_next**2 / sigma**2
+        x = denoised + ratio * (x - denoised)  # posterior mean
+        if sigma_next > 0:
+            if variance == "posterior":
+                var = ratio * (sigma**2 - sigma_next**2)
+            else:
+                var = (1 + sigma_next**2) * (sigma**2 - sigma_next**2) / (1 + sigma**2)
+            x = x + math.sqrt(var) * _randn(x, generator)
+    return x
+
+
+def sample_annealed_langevin(denoiser, x, sigmas, *, epsilon: float = 2e-5, n_steps_each: int = 100,
+                             final_denoise: bool = False, generator=None, callback=None, progress=False):
+    """Annealed Langevin dynamics (Song & Ermon 2019, NCSN Algorithm 1).
+
+    The noise levels are ``sigmas[:-1]`` (the trailing 0 only marks the end); at level sigma_i,
+    alpha_i = epsilon sigma_i^2 / sigma_L^2 with sigma_L the smallest level, and T =
+    ``n_steps_each`` steps x <- x + (alpha_i / 2) score(x; sigma_i) + sqrt(alpha_i) z.
+    Algorithm 1 returns the last Langevin iterate (``final_denoise=False``); ``final_denoise=True``
+    additionally returns D(x; sigma_L), the denoising step later work added.
+    """
+    if not epsilon > 0 or not isinstance(n_steps_each, int) or n_steps_each < 1:
+        raise ValueError(f"need epsilon > 0 and an integer n_steps_each >= 1, got {epsilon!r}, {n_steps_each!r}")
+    s = _check(x, sigmas)
+    levels = s[:-1]
+    sigma_L = levels[-1]
+    for i in _steps(len(levels), progress):
+        sigma = levels[i]
+        alpha = epsilon * sigma**2 / sigma_L**2  # Alg. 1 line 3
+        for _ in range(n_steps_each):  # lines 4-7
+            denoised = _call(denoiser, x, sigma)
+            score = (denoised - x) / sigma**2
+            x = x + 0.5 * alpha * score + math.sqrt(alpha) * _randn(x, generator)
+        _report(callback, x=x, i=i, sigma=sigma, sigma_next=s[i + 1], denoised=denoised)
+    if final_denoise:
+        x = _call(denoiser, x, sigma_L)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------
+_SOLVER_FUNCTIONS: dict[str, Callable] = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "edm_stochastic": sample_edm_stochastic,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_3m": sample_dpmpp_3m,
+    "ddim": sample_ddim,
+    "euler_maruyama": sample_euler_maruyama,
+    "predictor_corrector": sample_predictor_corrector,
+    "ancestral": sample_ancestral,
+    "annealed_langevin": sample_annealed_langevin,
+}
+SOLVERS = tuple(_SOLVER_FUNCTIONS)
+
+
+def sample(denoiser, x, sigmas, solver: str = "heun", *, generator=None, callback=None,
+           progress: bool = False, **options):
+    """Run ``solver`` from ``x`` at ``sigmas[0]`` down to sigma = 0 and return the final sample.
+
+    ``denoiser(x, sigma) -> x0_hat`` (sigma is passed per sample, shape (N,)); ``sigmas`` is
+    decreasing and ends at 0 (see :func:`sigma_schedule`, :func:`ddpm_sigmas`); ``generator``
+    drives the noise of the stochastic solvers (deterministic solvers draw none); ``options`` go
+    to the solver (e.g. ``S_churn`` for ``"edm_stochastic"``, ``eta`` for ``"ddim"``).
+    """
+    if solver not in _SOLVER_FUNCTIONS:
+        raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
+    fn = _SOLVER_FUNCTIONS[solver]
+    params = inspect.signature(fn).parameters
+    allowed = [p for p in params if params[p].kind == inspect.Parameter.KEYWORD_ONLY
+               and p not in ("generator", "callback", "progress")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"solver {solver!r} got unknown options {unknown}; valid options: "
+                         f"{', '.join(allowed) if allowed else 'none'}")
+    if "generator" in params:
+        options["generator"] = generator
+    return fn(denoiser, x, sigmas, callback=callback, progress=progress, **options)
