@@ -18,7 +18,23 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS", "iddpm_sigmas"]
+__all__ = ["vp_sigma", "vp_sigma_inv", "Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS", "iddpm_sigmas"]
+
+
+def vp_sigma(t, beta_d: float = 19.9, beta_min: float = 0.1):
+    """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (EDM Table 1).
+
+    With the linear beta(t) = beta_min + beta_d t of Song et al. 2021, alpha_bar(t) =
+    exp(-int_0^t beta) and sigma^2 = 1 / alpha_bar - 1.
+    """
+    t = torch.as_tensor(t)
+    return torch.expm1(0.5 * beta_d * t**2 + beta_min * t).sqrt()
+
+
+def vp_sigma_inv(sigma, beta_d: float = 19.9, beta_min: float = 0.1):
+    """The t with vp_sigma(t) = sigma (the positive root of the quadratic in t)."""
+    sigma = torch.as_tensor(sigma)
+    return ((beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)).sqrt() - beta_min) / beta_d
 
 
 class Precond(nn.Module):
@@ -67,12 +83,10 @@ class VPPrecond(Precond):
         self.sigma_max = float(self.sigma(torch.tensor(1.0, dtype=torch.float64)))
 
     def sigma(self, t):
-        t = torch.as_tensor(t)
-        return (torch.exp(0.5 * self.beta_d * t**2 + self.beta_min * t) - 1).sqrt()
+        return vp_sigma(t, self.beta_d, self.beta_min)
 
     def sigma_inv(self, sigma):
-        sigma = torch.as_tensor(sigma)
-        return ((self.beta_min**2 + 2 * self.beta_d * torch.log1p(sigma**2)).sqrt() - self.beta_min) / self.beta_d
+        return vp_sigma_inv(sigma, self.beta_d, self.beta_min)
 
     def coefficients(self, sigma):
         c_skip = torch.ones_like(sigma)
