@@ -139,3 +139,44 @@ def test_bad_sigma_shape():
     with pytest.raises(ValueError, match="sigma must be"):
         pre(torch.randn(3, 2), torch.ones(4))
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Equal to the theory: EDM Table 1 as SymPy expressions in diffnotes.theory, lambdified
+# ----------------------------------------------------------------------------------------------
+
+THEORY_COLUMNS = [("edm", None, EDMPrecond), ("vp", None, VPPrecond), ("ve", "edm", VEPrecond),
+                  ("iddpm", "edm", IDDPMPrecond)]
+
+
+@pytest.mark.parametrize("name, parameterization, cls", THEORY_COLUMNS, ids=[c[0] for c in THEORY_COLUMNS])
+def test_coefficients_equal_the_theory(name, parameterization, cls):
+    import sympy as sp
+
+    from diffnotes.theory import get_process
+    from diffnotes.theory.processes import SIGMA
+
+    proc = get_process(name, parameterization)
+    pre = cls(Constant())
+    sigma = _random_sigmas(seed=3)
+    ours = dict(zip(("c_skip", "c_out", "c_in", "c_noise"), pre.coefficients(sigma)))
+    checked = 0
+    for key, value in ours.items():
+        expr = proc.table1[key]
+        if isinstance(expr, str):  # iDDPM's c_noise is an argmin over the table, tested above
+            continue
+        fn = sp.lambdify(SIGMA, proc.subs(expr), modules="torch")
+        expected = torch.as_tensor(fn(sigma), dtype=torch.float64).expand_as(sigma)
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12, msg=f"{name} {key}")
+        checked += 1
+    assert checked >= 3
+
+
+def test_vp_sigma_equals_the_theory():
+    from diffnotes.theory import get_process
+
+    theory = get_process("vp").lambdify("torch")
+    pre = VPPrecond(Constant())
+    t = torch.rand(50, dtype=torch.float64) * (1 - 1e-5) + 1e-5
+    torch.testing.assert_close(pre.sigma(t), theory.sigma(t))
+    torch.testing.assert_close(pre.sigma_inv(theory.sigma(t)), theory.sigma_inv(theory.sigma(t)))

@@ -68,6 +68,28 @@ def test_untrained_network_has_unit_expected_loss(loss_fn, precond):
     assert abs(float(loss.mean()) - 1.0) < 0.04, float(loss.mean())
 
 
+@pytest.mark.parametrize("name, parameterization, loss_fn", [("edm", None, EDMLoss()), ("vp", None, VPLoss()),
+                                                            ("ve", "edm", VELoss())], ids=["edm", "vp", "ve"])
+def test_loss_weight_equals_the_theory(name, parameterization, loss_fn):
+    # A denoiser that is off by exactly 1 everywhere makes the per-sample loss equal lambda(sigma).
+    import sympy as sp
+
+    from diffnotes.theory import get_process
+    from diffnotes.theory.processes import SIGMA
+
+    class OffByOne(nn.Module):
+        def forward(self, x, sigma, class_labels=None):
+            return torch.ones_like(x)
+
+    rec = Recorder(OffByOne())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loss = loss_fn(rec, torch.zeros(500, 3))
+    proc = get_process(name, parameterization)
+    weight = sp.lambdify(SIGMA, proc.subs(proc.table1["loss_weight"]), modules="torch")
+    torch.testing.assert_close(loss, weight(rec.sigmas[-1]).float())
+
+
 def test_noise_level_distributions():
     torch.manual_seed(0)
     x0 = torch.randn(20000, 2)

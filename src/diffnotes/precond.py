@@ -13,8 +13,6 @@ lab notebooks, and ``python -m diffnotes train`` (``--method vp|ve|edm``).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -112,19 +110,13 @@ class VEPrecond(Precond):
 
 
 def iddpm_sigmas(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> torch.Tensor:
-    """iDDPM's discrete noise levels u_0 > u_1 > ... > u_M = 0 (EDM Table 1, App. C.3.4).
+    """iDDPM's discrete noise levels u_0 > u_1 > ... > u_M = 0 (EDM Table 1) as a float64 tensor.
 
-    u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar_{j-1} / alpha_bar_j, C_1) - 1) with the cosine
-    schedule alpha_bar_j = sin^2(pi/2 j / (M (C_2 + 1))). Returned in float64, shape (M+1,).
+    The recursion lives once, in ``diffnotes.theory.processes.iddpm_u``.
     """
+    from .theory.processes import iddpm_u  # imported here: SymPy loads only when iDDPM is used
 
-    def alpha_bar(j):
-        return math.sin(0.5 * math.pi * j / M / (C_2 + 1)) ** 2
-
-    u = [0.0] * (M + 1)
-    for j in range(M, 0, -1):
-        u[j - 1] = math.sqrt((u[j] ** 2 + 1) / max(alpha_bar(j - 1) / alpha_bar(j), C_1) - 1)
-    return torch.tensor(u, dtype=torch.float64)
+    return torch.from_numpy(iddpm_u(M, C_1, C_2)).to(torch.float64)
 
 
 class IDDPMPrecond(Precond):
