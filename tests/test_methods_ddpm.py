@@ -38,6 +38,17 @@ def test_linear_schedule_matches_ddpm_and_sampling_module():
     assert torch.allclose(sch.sampling_sigmas(), ddpm_sigmas(1000, spacing="linspace"))
 
 
+def test_schedule_equals_the_theory_process():
+    from diffnotes.theory import get_process
+
+    sch = DDPMSchedule.linear(500, 2e-4, 0.04)
+    assert torch.allclose(sch.betas, torch.linspace(2e-4, 0.04, 500, dtype=torch.float64), atol=1e-15)
+    # sigma(t) of the SymPy process (t = i / N, exact at integer i) is our sigma_i
+    sigma = get_process("ddpm", beta_1=2e-4, beta_N=0.04, N=500).lambdify("torch").sigma
+    i = torch.tensor([1, 2, 17, 250, 500], dtype=torch.float64)
+    assert torch.allclose(sch.sigmas[i.long() - 1], sigma(i / 500), rtol=1e-9)
+
+
 def test_posterior_coefficients_equal_gaussian_conditioning():
     sch = DDPMSchedule.linear()
     ab, abp, a = sch.alpha_bar, sch.alpha_bar_prev, sch.alphas

@@ -106,17 +106,25 @@ class DDPMSchedule:
 
     @classmethod
     def linear(cls, T: int = T_DDPM, beta_1: float = BETA_1, beta_T: float = BETA_T) -> "DDPMSchedule":
-        """DDPM's linear schedule: beta_t = beta_1 + (t - 1) (beta_T - beta_1) / (T - 1).
+        """DDPM's linear schedule beta_i = beta_1 + (i - 1) (beta_T - beta_1) / (T - 1), i = 1..T.
 
-        The formula is the ``"ddpm"`` process of ``diffnotes.theory`` (tested equal there when the
-        theory module is present); for T != 1000 keep ``T * beta`` comparable, e.g. by scaling
-        ``beta_1, beta_T`` by ``1000 / T`` (iDDPM Sec. 3.1 does the same).
+        The expression is the discrete chain of the ``"ddpm"`` process in ``diffnotes.theory``
+        (lambdified here, so the formula lives in one place). For T != 1000 keep ``T * beta``
+        comparable, e.g. scale ``beta_1, beta_T`` by ``1000 / T`` (as iDDPM Sec. 3.1 does).
         """
         if int(T) != T or T < 2:
             raise ValueError(f"T must be an integer >= 2, got {T!r}")
         if not 0 < beta_1 < beta_T < 1:
             raise ValueError(f"need 0 < beta_1 < beta_T < 1, got beta_1={beta_1}, beta_T={beta_T}")
-        return cls(torch.linspace(beta_1, beta_T, int(T), dtype=torch.float64))
+        import numpy as np
+        import sympy as sp
+
+        from diffnotes.theory import get_process
+
+        chain = (process := get_process("ddpm", beta_1=beta_1, beta_N=beta_T, N=int(T))).chain
+        beta_i = sp.lambdify(chain.index, process.subs(chain.schedule), "numpy")
+        steps = np.arange(1, int(T) + 1, dtype=np.float64)
+        return cls(torch.as_tensor(np.broadcast_to(beta_i(steps), steps.shape).copy(), dtype=torch.float64))
 
     # -- derived quantities (DDPM Sec. 2, eq. 4, 6, 7) -------------------------------------------
     @property
