@@ -171,12 +171,3 @@ def test_coefficients_equal_the_theory(name, parameterization, cls):
         checked += 1
     assert checked >= 3
 
-
-def test_vp_sigma_equals_the_theory():
-    from diffnotes.theory import get_process
-
-    theory = get_process("vp").lambdify("torch")
-    pre = VPPrecond(Constant())
-    t = torch.rand(50, dtype=torch.float64) * (1 - 1e-5) + 1e-5
-    torch.testing.assert_close(pre.sigma(t), theory.sigma(t))
-    torch.testing.assert_close(pre.sigma_inv(theory.sigma(t)), theory.sigma_inv(theory.sigma(t)))

@@ -13,26 +13,33 @@ lab notebooks, and ``python -m diffnotes train`` (``--method vp|ve|edm``).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 __all__ = ["vp_sigma", "vp_sigma_inv", "Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS", "iddpm_sigmas"]
 
 
-def vp_sigma(t, beta_d: float = 19.9, beta_min: float = 0.1):
+@functools.lru_cache(maxsize=None)
+def _vp_theory(beta_d: float, beta_min: float):
+    # The VP formulas live in diffnotes.theory (SymPy), lambdified once per parameter pair.
+    from .theory import get_process
+
+    return get_process("vp", beta_d=beta_d, beta_min=beta_min).lambdify("torch")
+
+
+def vp_sigma(t, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
     """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (EDM Table 1).
 
-    With the linear beta(t) = beta_min + beta_d t of Song et al. 2021, alpha_bar(t) =
-    exp(-int_0^t beta) and sigma^2 = 1 / alpha_bar - 1.
+    Evaluated from ``diffnotes.theory.get_process("vp")`` in the dtype of ``t``.
     """
-    t = torch.as_tensor(t)
-    return torch.expm1(0.5 * beta_d * t**2 + beta_min * t).sqrt()
+    return _vp_theory(float(beta_d), float(beta_min)).sigma(torch.as_tensor(t))
 
 
-def vp_sigma_inv(sigma, beta_d: float = 19.9, beta_min: float = 0.1):
-    """The t with vp_sigma(t) = sigma (the positive root of the quadratic in t)."""
-    sigma = torch.as_tensor(sigma)
-    return ((beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)).sqrt() - beta_min) / beta_d
+def vp_sigma_inv(sigma, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
+    """The VP time t with vp_sigma(t) = sigma (from the theory's closed form)."""
+    return _vp_theory(float(beta_d), float(beta_min)).sigma_inv(torch.as_tensor(sigma))
 
 
 class Precond(nn.Module):
