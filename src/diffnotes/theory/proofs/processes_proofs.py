@@ -1,0 +1,585 @@
+"""Proofs about the forward processes: how the papers' processes are one family.
+
+Every statement here is checked on the process objects of :mod:`diffnotes.theory.processes`
+(the same expressions the book's tables and plots show), not on retyped formulas. Where a
+proof also states a number (a largest gap between two schedules), the number is computed from
+those objects when this module is imported and appears in the proof's steps.
+
+Shown in ``book/unified-view.md`` (statements, via glue) and ``book/questions.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..processes import (
+    DENOISER, SIGMA, SIGMA_DATA, VP_B, VP_BETA, X, X0, beta_d, beta_min, ddpm_alpha_bar, edm_ode_drift,
+    gamma_max, gamma_min, get_process, iddpm_u, sigma_min, t,
+)
+from .base import Proof, ProofResult, symbolic_zero
+
+__all__ = ["PROOFS", "schedule_gaps"]
+
+h, N = sp.symbols("h N", positive=True)  # a time step and a number of steps
+u = sp.Symbol("u", positive=True)
+eps = sp.Symbol("epsilon", real=True)
+x_t = sp.Symbol("x_t", real=True)
+ab_t, ab_prev = sp.symbols(r"\bar{\alpha}_i \bar{\alpha}_{i-1}", positive=True)
+
+
+def _combine(*results: ProofResult) -> ProofResult:
+    """All parts must hold; the residual names the failing parts."""
+    bad = [r.residual for r in results if not r.ok]
+    method = "numeric" if any(r.method == "numeric" for r in results) else "symbolic"
+    return ProofResult(not bad, method, "0" if not bad else "; ".join(bad))
+
+
+def _factor_roots(expr):
+    """Factor the radicand of every square root, so sqrt((a t + b)^2) becomes a t + b for positive symbols."""
+    return expr.replace(lambda a: isinstance(a, sp.Pow) and a.exp == sp.Rational(1, 2),
+                        lambda a: sp.sqrt(sp.factor(a.base)))
+
+
+def _limit_zero(expr, var, point=sp.oo, label="") -> ProofResult:
+    value = sp.limit(expr, var, point)
+    ok = value == 0
+    return ProofResult(bool(ok), "symbolic", "0" if ok else f"{label}limit = {value}")
+
+
+def _nonnegative(expr, label="") -> ProofResult:
+    ok = sp.simplify(expr).is_nonnegative is True
+    return ProofResult(ok, "symbolic", "0" if ok else f"{label}cannot show {expr} >= 0")
+
+
+# =============================================================================================
+# Numbers: where the discrete schedules and their continuous twins differ most
+# =============================================================================================
+def schedule_gaps() -> dict:
+    """Largest gaps between DDPM's discrete schedule and VP, and iDDPM's discrete and cosine.
+
+    Returns a dict of floats (and the index/time where each gap is largest). Computed from
+    ``ddpm_alpha_bar`` (DDPM's code), ``iddpm_u`` (EDM Table 1) and the lambdified processes.
+    """
+    vp = get_process("vp").lambdify()
+    n_steps = 1000
+    ab = ddpm_alpha_bar(n_steps)[1:]
+    t_i = np.arange(1, n_steps + 1) / n_steps
+    ab_vp = vp.scale(t_i) ** 2
+    gap = np.abs(ab - ab_vp)
+    log_sigma_gap = np.abs(0.5 * np.log((1 - ab) / ab) - np.log(vp.sigma(t_i)))
+    # iDDPM: discrete u_j (j = M - i, with beta clipped at 0.999) vs the continuous cosine sigma(t)
+    cos = get_process("iddpm").lambdify()
+    u_j = iddpm_u()[:-1][::-1]  # u_{M-1}, ..., u_0 at t = i / M, i = 1..M
+    sigma_cos = cos.sigma(t_i[:-1])  # t = 1 is infinite in the continuous schedule
+    iddpm_gap = np.abs(np.log(u_j[:-1]) - np.log(sigma_cos))
+    return {
+        "ddpm_vp_alpha_bar_gap": float(gap.max()), "ddpm_vp_alpha_bar_gap_t": float(t_i[gap.argmax()]),
+        "ddpm_vp_log_sigma_gap": float(log_sigma_gap.max()), "ddpm_vp_log_sigma_gap_t": float(t_i[log_sigma_gap.argmax()]),
+        "iddpm_log_sigma_gap": float(iddpm_gap.max()), "iddpm_log_sigma_gap_t": float(t_i[iddpm_gap.argmax()]),
+        "iddpm_u0": float(iddpm_u()[0]), "iddpm_sigma_cos_at_t_999": float(sigma_cos[-1]),
+    }
+
+
+GAPS = schedule_gaps()
+
+
+# =============================================================================================
+# (1) DDPM's chain -> VP-SDE
+# =============================================================================================
+def _check_ddpm_to_vp():
+    vp = get_process("vp")
+    # one step with beta_i = beta(t) h: the mean factor and variance match Euler-Maruyama of the
+    # VP-SDE to first order in h
+    step_mean = sp.series(sp.sqrt(1 - VP_BETA * h), h, 0, 2).removeO()
+    em_mean = 1 + vp.f * h
+    step_var, em_var = VP_BETA * h, vp.g**2 * h
+    # the kernel: log alpha_bar_N(t) = sum_{j<=Nt} log(1 - beta(j/N)/N); its first-order part
+    # is a Riemann sum of beta, the rest is bounded by sum (beta/N)^2 <= N t (beta_max/N)^2
+    j, M = sp.symbols("j M", positive=True, integer=True)
+    riemann = sp.summation(VP_BETA.subs(t, j / N) / N, (j, 1, M)).subs(M, N * t)
+    beta_max = beta_min + beta_d
+    remainder_bound = N * t * (beta_max / N) ** 2
+    return _combine(
+        symbolic_zero([step_mean - em_mean, step_var - em_var]),
+        _limit_zero(sp.expand(riemann - VP_B), N, label="Riemann sum: "),
+        _limit_zero(remainder_bound, N, label="remainder: "),
+        symbolic_zero([vp.scale - sp.exp(-VP_B / 2), vp.std**2 - (1 - sp.exp(-VP_B))]),
+    )
+
+
+DDPM_TO_VP = Proof(
+    name="ddpm_chain_to_vp_sde",
+    title="DDPM's chain becomes the VP-SDE as N grows",
+    statement=(r"With \beta_i = \beta(i/N)/N, the chain x_i = \sqrt{1-\beta_i}\,x_{i-1} + \sqrt{\beta_i}\,z "
+               r"converges to \mathrm{d}x = -\tfrac12\beta(t)x\,\mathrm{d}t + \sqrt{\beta(t)}\,\mathrm{d}w; "
+               r"its kernel N(\sqrt{\bar\alpha_i}x_0, (1-\bar\alpha_i)I) tends to "
+               r"N(e^{-\frac12\int_0^t\beta}x_0, (1-e^{-\int_0^t\beta})I)."),
+    steps=[
+        ("One step with beta_i = beta(t) h (h = 1/N): mean factor sqrt(1 - beta h) = 1 - beta h/2 + O(h^2), "
+         "which is Euler-Maruyama's 1 + f h with f = -beta/2; the step variance beta h is g^2 h with g^2 = beta.",
+         sp.Eq(sp.Symbol(r"\sqrt{1-\beta h}"), sp.series(sp.sqrt(1 - sp.Symbol("beta") * h), h, 0, 2))),
+        ("Kernel: log alpha_bar = sum_j log(1 - beta(j/N)/N). The first-order part is a Riemann sum:",
+         sp.Eq(sp.Symbol(r"\lim_{N\to\infty}\sum_{j\le Nt}\beta(j/N)/N"), VP_B)),
+        ("The rest is bounded by sum_j (beta_j)^2 <= N t (beta_max/N)^2, which tends to 0.", None),
+        ("So alpha_bar(t) -> exp(-B(t)) and the kernel is VP's: mean factor exp(-B/2), variance 1 - exp(-B).", None),
+        (f"With DDPM's own schedule (beta_1 = 1e-4 ... beta_N = 0.02, N = 1000) against VP (beta_min = 0.1, "
+         f"beta_d = 19.9) the largest gap in alpha_bar is {GAPS['ddpm_vp_alpha_bar_gap']:.3g} at "
+         f"t = {GAPS['ddpm_vp_alpha_bar_gap_t']:.3f}; in log sigma it is {GAPS['ddpm_vp_log_sigma_gap']:.3g} at "
+         f"t = {GAPS['ddpm_vp_log_sigma_gap_t']:.3f}.", None),
+    ],
+    check=_check_ddpm_to_vp,
+)
+
+
+# =============================================================================================
+# (2) SMLD's chain -> VE-SDE
+# =============================================================================================
+def _check_smld_to_ve():
+    ve = get_process("ve")
+    smld = get_process("smld")
+    j, i, L = sp.symbols("j i L", positive=True, integer=True)
+    idx = smld.chain.index
+    sched = smld.chain.schedule.subs(smld.chain.n_steps, L)
+    # the schedule is geometric: sigma_1 = sigma_min and sigma_{j+1}^2 / sigma_j^2 = q
+    q = sp.Symbol("q", positive=True)
+    q_value = sp.simplify(sched.subs(idx, j + 1) ** 2 / sched.subs(idx, j) ** 2)
+    sigma_1 = sched.subs(idx, 1)
+    # the chain's variances telescope: sigma_1^2 - 0 + sum_{j=2}^i (sigma_j^2 - sigma_{j-1}^2) = sigma_i^2
+    increments = sp.summation(sigma_1**2 * (q ** (j - 1) - q ** (j - 2)), (j, 2, i))
+    if isinstance(increments, sp.Piecewise):  # the q = 1 branch is the degenerate constant schedule
+        increments = increments.args[-1][0]
+    total = sigma_1**2 + increments
+    # one step of length h: sigma(t+h)^2 - sigma(t)^2 = g(t)^2 h + O(h^2)
+    step_var = sp.series(ve.sigma.subs(t, t + h) ** 2, h, 0, 2).removeO() - ve.sigma**2
+    return _combine(
+        symbolic_zero([total - sigma_1**2 * q ** (i - 1), sp.diff(q_value, j), sigma_1 - sigma_min,
+                       sp.expand_power_base(sigma_1**2 * q_value ** (i - 1) - sched.subs(idx, i) ** 2, force=True)]),
+        symbolic_zero(sp.expand(step_var - ve.g**2 * h)),
+        symbolic_zero(smld.sigma - ve.sigma),
+    )
+
+
+SMLD_TO_VE = Proof(
+    name="smld_chain_to_ve_sde",
+    title="SMLD's noise levels as a chain become the VE-SDE",
+    statement=(r"x_i = x_{i-1} + \sqrt{\sigma_i^2-\sigma_{i-1}^2}\,z has kernel N(x_0, \sigma_i^2 I) exactly, and "
+               r"with \sigma_i = \sigma(i/N), N\to\infty, it becomes \mathrm{d}x = \sqrt{\mathrm{d}[\sigma^2]/\mathrm{d}t}\,\mathrm{d}w; "
+               r"for \sigma(t) = \sigma_\mathrm{min}(\sigma_\mathrm{max}/\sigma_\mathrm{min})^t that is Score SDE's VE-SDE."),
+    steps=[
+        ("Independent Gaussian increments add variances, which telescope (sigma_0 = 0):",
+         sp.Eq(sp.Symbol(r"\sum_{j\le i}(\sigma_j^2-\sigma_{j-1}^2)"), sp.Symbol(r"\sigma_i^2"))),
+        ("A step of length h adds variance sigma(t+h)^2 - sigma(t)^2 = (d sigma^2/dt) h + O(h^2): "
+         "Euler-Maruyama of dx = g dw with g^2 = d sigma^2 / dt.", sp.Eq(sp.Symbol("g(t)^2"), get_process("ve").g ** 2)),
+        ("NCSN's geometric sigma_i are the samples sigma(t_i), t_i = (i-1)/(L-1), of VE's sigma(t).", None),
+    ],
+    check=_check_smld_to_ve,
+)
+
+
+# =============================================================================================
+# (3) VP keeps unit variance; sub-VP's variance stays below VP's
+# =============================================================================================
+def _check_vp_unit_variance():
+    vp, vdm = get_process("vp"), get_process("vdm")
+    c = sp.Symbol("c", positive=True)
+    _, var = vp.marginal_gaussian(c=c)
+    # the variance of the marginal solves the moment ODE dV/dt = 2 f V + g^2 of the OU process
+    moment_ode = sp.diff(var, t) - (2 * vp.f * var + vp.g**2)
+    return _combine(
+        symbolic_zero([vp.alpha**2 + vp.std**2 - 1, vdm.alpha**2 + vdm.std**2 - 1]),
+        symbolic_zero(moment_ode),
+        symbolic_zero(var.subs(c, 1) - 1),
+        symbolic_zero(var - (1 + (c**2 - 1) * sp.exp(-VP_B))),
+    )
+
+
+VP_UNIT_VARIANCE = Proof(
+    name="vp_unit_variance",
+    title="Why VP's signal and noise squares add to 1",
+    statement=(r"For VP, \alpha(t)^2 + \sigma_\mathrm{VP}(t)^2 = s^2 + s^2\sigma^2 = 1. The SDE is an Ornstein-Uhlenbeck "
+               r"process whose variance obeys \dot V = -\beta V + \beta, so V \equiv 1 is its fixed point: data of unit "
+               r"variance keep unit variance at every t, and other data relax to it as V = 1 + (c^2-1)e^{-B(t)}."),
+    steps=[
+        ("Kernel: mean factor and std.", sp.Eq(sp.Symbol(r"\alpha^2 + \sigma_{VP}^2"),
+                                               sp.simplify(get_process("vp").alpha ** 2 + get_process("vp").std ** 2))),
+        ("Marginal variance for data N(mu, c^2): V = s^2 (c^2 + sigma^2); it solves dV/dt = 2fV + g^2 = -beta V + beta.",
+         sp.Eq(sp.Symbol("V(t)"), 1 + (sp.Symbol("c") ** 2 - 1) * sp.exp(-sp.Function("B")(t)))),
+        ("VDM is the same kind of process: alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma) add to 1.", None),
+        ("This is what the v-parameterization and the VP/iDDPM c_in = 1/sqrt(sigma^2 + 1) rely on: the network "
+         "input has unit variance at every noise level when the data do.", None),
+    ],
+    check=_check_vp_unit_variance,
+)
+
+
+def _check_subvp_below_vp():
+    vp, sub = get_process("vp"), get_process("subvp")
+    B = sp.Symbol("B", positive=True)
+    w = sp.Symbol("w", positive=True)  # e^B = 1 + w, w = sigma_VP^2 > 0
+    diff = (vp.std**2 - sub.std**2).subs(VP_B, B)
+    gap = sp.exp(-B) * (1 - sp.exp(-B))
+    return _combine(
+        symbolic_zero(vp.std**2 - sub.std**2 - gap.subs(B, VP_B)),
+        symbolic_zero(sp.simplify(diff) - gap),
+        _nonnegative(sp.simplify(gap.subs(B, sp.log(1 + w))), "gap: "),
+        symbolic_zero(vp.alpha - sub.alpha),
+    )
+
+
+SUBVP_BELOW_VP = Proof(
+    name="subvp_variance_below_vp",
+    title="sub-VP's kernel variance never exceeds VP's",
+    statement=(r"\sigma^2_\mathrm{VP}(t) - \sigma^2_\mathrm{subVP}(t) = (1-e^{-B}) - (1-e^{-B})^2 = e^{-B}(1-e^{-B}) \ge 0 "
+               r"with B(t) = \int_0^t\beta \ge 0; both have the mean factor e^{-B/2}."),
+    steps=[
+        ("VP: std^2 = 1 - e^{-B}; sub-VP: std = 1 - e^{-B} (Song et al. 2021, eq. 31).", None),
+        ("Difference:", sp.Eq(sp.Symbol(r"\sigma_{VP}^2-\sigma_{subVP}^2"), sp.exp(-sp.Symbol("B")) * (1 - sp.exp(-sp.Symbol("B"))))),
+        ("With e^B = 1 + w (w = sigma_VP^2 > 0) this is w / (1 + w)^2 > 0.", None),
+    ],
+    check=_check_subvp_below_vp,
+)
+
+
+# =============================================================================================
+# (4) DDIM = Euler on the PF-ODE in (x / sqrt(alpha_bar), sigma); eta = 1 gives DDPM's beta_tilde
+# =============================================================================================
+def _ddim_sigma(ab):
+    return sp.sqrt((1 - ab) / ab)
+
+
+def _check_ddim_euler():
+    ddim = get_process("ddim")
+    # DDIM eq. 12 with sigma_t = 0: predict x0 from eps, then re-noise to level i-1
+    x_prev = sp.sqrt(ab_prev) * (x_t - sp.sqrt(1 - ab_t) * eps) / sp.sqrt(ab_t) + sp.sqrt(1 - ab_prev) * eps
+    # Euler on d xbar / d sigma = eps in xbar = x / sqrt(alpha_bar)
+    euler = x_t / sp.sqrt(ab_t) + (_ddim_sigma(ab_prev) - _ddim_sigma(ab_t)) * eps
+    # the ODE of the ddim process (sigma = t, s = 1), with D = xbar - sigma eps, is d xbar/dt = eps
+    ode = ddim.pf_ode_drift_denoiser(X, X - t * eps)
+    return _combine(symbolic_zero(x_prev / sp.sqrt(ab_prev) - euler), symbolic_zero(ode - eps))
+
+
+DDIM_EULER = Proof(
+    name="ddim_euler_pf_ode",
+    title="DDIM with eta = 0 is Euler's method on the probability-flow ODE",
+    statement=(r"In \bar x = x/\sqrt{\bar\alpha} and \sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}, DDIM's deterministic "
+               r"update is exactly \bar x_{i-1} = \bar x_i + (\sigma_{i-1}-\sigma_i)\,\epsilon_\theta(x_i), one Euler "
+               r"step of \mathrm{d}\bar x/\mathrm{d}\sigma = \epsilon, the PF-ODE with \sigma(t) = t, s(t) = 1 (EDM Table 1)."),
+    steps=[
+        ("DDIM (eta = 0): x_{i-1} = sqrt(ab_{i-1}) (x_i - sqrt(1-ab_i) eps)/sqrt(ab_i) + sqrt(1-ab_{i-1}) eps.", None),
+        ("Divide by sqrt(ab_{i-1}): x_{i-1}/sqrt(ab_{i-1}) = x_i/sqrt(ab_i) - sigma_i eps + sigma_{i-1} eps.", None),
+        ("EDM's ODE with sigma = t, s = 1 and D = x - sigma eps:",
+         sp.Eq(sp.Symbol(r"\frac{\mathrm{d}\bar x}{\mathrm{d}\sigma}"), sp.simplify(edm_ode_drift(t, sp.Integer(1), X, X - t * eps)))),
+    ],
+    check=_check_ddim_euler,
+)
+
+
+def _check_ddim_eta_one():
+    alpha_i = ab_t / ab_prev  # DDPM's alpha_i = 1 - beta_i
+    beta_i = 1 - alpha_i
+    beta_tilde = (1 - ab_prev) / (1 - ab_t) * beta_i  # DDPM eq. 7
+    sigma_eta = lambda eta: eta * sp.sqrt((1 - ab_prev) / (1 - ab_t)) * sp.sqrt(1 - ab_t / ab_prev)  # noqa: E731 (DDIM eq. 16)
+    ddim = get_process("ddim").chain
+    mean = ddim.update.subs(sp.Symbol("z", real=True), 0)
+    sym = {sp.Symbol(r"\bar{\alpha}_i", positive=True): ab_t, sp.Symbol(r"\bar{\alpha}_{i-1}", positive=True): ab_prev,
+           sp.Symbol("x_i", real=True): x_t, sp.Symbol("sigma_i", nonnegative=True): sigma_eta(1)}
+    mean = mean.subs(sym)
+    mu_tilde = sp.sqrt(ab_prev) * beta_i / (1 - ab_t) * X0 + sp.sqrt(alpha_i) * (1 - ab_prev) / (1 - ab_t) * x_t
+    # write ab_{i-1} = 1/(1+a), ab_i = 1/(1+a+d) with a, d > 0 (noise grows with i) so that every
+    # square root has a positive radicand SymPy can see
+    a, d = sp.symbols("a d", positive=True)
+    sub = {ab_prev: 1 / (1 + a), ab_t: 1 / (1 + a + d)}
+    return _combine(
+        symbolic_zero(sigma_eta(1) ** 2 - beta_tilde),
+        symbolic_zero(sp.simplify((mean - mu_tilde).subs(sub))),
+    )
+
+
+DDIM_ETA_ONE = Proof(
+    name="ddim_eta_one_ddpm_posterior",
+    title="DDIM with eta = 1 samples DDPM's posterior",
+    statement=(r"With \sigma_i(\eta) = \eta\sqrt{(1-\bar\alpha_{i-1})/(1-\bar\alpha_i)}\sqrt{1-\bar\alpha_i/\bar\alpha_{i-1}}, "
+               r"\eta = 1 gives \sigma_i^2 = \tilde\beta_i = \frac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\beta_i and DDIM's "
+               r"q(x_{i-1}\mid x_i, x_0) has DDPM's posterior mean \tilde\mu_i(x_i, x_0)."),
+    steps=[
+        ("DDIM eq. 16 at eta = 1, with beta_i = 1 - ab_i / ab_{i-1}:",
+         sp.Eq(sp.Symbol(r"\sigma_i(1)^2"), sp.Symbol(r"\tilde\beta_i"))),
+        ("Mean of DDIM's rule (eq. 7) minus DDPM's mu_tilde (eq. 7 of Ho et al.) simplifies to 0.", None),
+    ],
+    check=_check_ddim_eta_one,
+)
+
+
+# =============================================================================================
+# (5) The PF-ODE depends on sigma only
+# =============================================================================================
+def _check_sigma_only():
+    score = sp.Function("S")  # S(x, sigma): the score of p(x; sigma) = p_data * N(0, sigma^2)
+    ve, ddim = get_process("ve", "edm"), get_process("ddim")
+    # PF-ODE of each with the score written as a function of the state and its noise level
+    drift_ve = ve.f * X - ve.g**2 / 2 * score(X, ve.sigma)
+    drift_ddim = ddim.f * X - ddim.g**2 / 2 * score(X, ddim.sigma)
+    # x_ddim(u) = x_ve(u^2): d/du x_ve(u^2) = 2u * drift_ve at t = u^2
+    reparam = 2 * u * drift_ve.subs(t, u**2) - drift_ddim.subs(t, u)
+    # general (s, sigma): in xtilde = x / s the EDM ODE reads d xtilde/dt = sigma' (xtilde - D)/sigma
+    s_f, sig_f, D = sp.Function("s")(t), sp.Function("sigma")(t), sp.Symbol("D", real=True)
+    x_dot = edm_ode_drift(sig_f, s_f, X, D)
+    xtilde_dot = (x_dot * s_f - X * sp.diff(s_f, t)) / s_f**2
+    return _combine(symbolic_zero(reparam),
+                    symbolic_zero(xtilde_dot - sp.diff(sig_f, t) * (X / s_f - D) / sig_f))
+
+
+SIGMA_ONLY = Proof(
+    name="pf_ode_depends_on_sigma_only",
+    title="The PF-ODE depends on sigma, not on how t parameterizes it",
+    statement=(r"With s = 1 the PF-ODE is \mathrm{d}x/\mathrm{d}t = -\dot\sigma\sigma\,\nabla_x\log p(x;\sigma(t)), i.e. "
+               r"\mathrm{d}x/\mathrm{d}\sigma = -\sigma\nabla_x\log p(x;\sigma): VE with \sigma = \sqrt t and DDIM with "
+               r"\sigma = t trace the same trajectories, related by t_\mathrm{VE} = t_\mathrm{DDIM}^2. With a scale, "
+               r"\tilde x = x/s obeys \mathrm{d}\tilde x/\mathrm{d}\sigma = (\tilde x - D(\tilde x;\sigma))/\sigma for every (s, \sigma)."),
+    steps=[
+        ("VE (EDM's sigma = sqrt t): f = 0, g = 1, drift -S(x, sqrt t)/2. DDIM (sigma = t): f = 0, g^2 = 2t, drift -t S(x, t).", None),
+        ("x_DDIM(u) := x_VE(u^2) has derivative 2u * (-S(x, u)/2) = -u S(x, u): DDIM's drift.", None),
+        ("So EDM's Table 1 gives DDIM and VE different sigma(t) but one ODE in sigma: the notes' question "
+         "'DDIM is the PF-ODE of VE-SDE, yet their sigma(t) differ' is answered by this change of time.", None),
+        ("General form: divide x by s and differentiate; the scale drops out.",
+         sp.Eq(sp.Symbol(r"\frac{\mathrm{d}\tilde x}{\mathrm{d}\sigma}"), (sp.Symbol(r"\tilde x") - sp.Symbol("D")) / SIGMA)),
+    ],
+    check=_check_sigma_only,
+)
+
+
+# =============================================================================================
+# (6) EDM Table 1
+# =============================================================================================
+TABLE1_COLUMNS = (("vp", None), ("ve", "edm"), ("iddpm", "edm"), ("edm", None))
+
+
+def _check_edm_general_ode():
+    s_f, sig_f = sp.Function("s")(t), sp.Function("sigma")(t)
+    D = sp.Symbol("D", real=True)
+    f = sp.diff(s_f, t) / s_f
+    g2 = s_f**2 * 2 * sp.diff(sig_f, t) * sig_f
+    # p_t(x) = s^{-d} p(x/s; sigma) so grad log p_t(x) = (1/s) (D(x/s; sigma) - x/s) / sigma^2
+    score = (D - X / s_f) / (s_f * sig_f**2)
+    general = f * X - g2 / 2 * score
+    checks = [symbolic_zero(general - edm_ode_drift(sig_f, s_f, X, D))]
+    # and for every process, the PF-ODE with the paper's (f, g) equals EDM's form in (s, sigma)
+    for name in ("vp", "subvp", "ve", "vdm"):
+        p = get_process(name)
+        sc = (DENOISER - X / p.scale) / (p.scale * p.sigma**2)
+        checks.append(symbolic_zero(p.pf_ode_drift(X, sc) - p.pf_ode_drift_denoiser(X, DENOISER)))
+    return _combine(*checks)
+
+
+EDM_GENERAL_ODE = Proof(
+    name="edm_general_ode",
+    title="EDM's ODE in (s, sigma) is the probability-flow ODE",
+    statement=(r"With f = \dot s/s, g = s\sqrt{2\dot\sigma\sigma} and \nabla_x\log p_t(x) = (D(x/s;\sigma) - x/s)/(s\sigma^2), "
+               r"\mathrm{d}x/\mathrm{d}t = f x - \tfrac12 g^2\nabla_x\log p_t(x) = "
+               r"\left(\frac{\dot\sigma}{\sigma}+\frac{\dot s}{s}\right)x - \frac{\dot\sigma s}{\sigma}D(x/s;\sigma)."),
+    steps=[
+        ("EDM eq. 4 (with Tweedie's D): the general ODE.",
+         sp.Eq(sp.Symbol(r"\frac{\mathrm{d}x}{\mathrm{d}t}"), edm_ode_drift(sp.Function("sigma")(t), sp.Function("s")(t), X, sp.Symbol("D")))),
+        ("Checked for generic s(t), sigma(t), and for VP, sub-VP, VE and VDM with their papers' own f and g.", None),
+    ],
+    check=_check_edm_general_ode,
+)
+
+
+def _check_table1_columns():
+    checks = []
+    for name, par in TABLE1_COLUMNS:
+        p = get_process(name, par)
+        tab = p.table1
+        checks.append(symbolic_zero(_factor_roots(sp.expand_log(sp.simplify(p.sigma_inv.subs(SIGMA, p.sigma)), force=True)) - t))
+        checks.append(symbolic_zero(tab["loss_weight"] * tab["c_out"] ** 2 - 1))
+        checks.append(symbolic_zero(p.f - p.f_derived))
+        checks.append(symbolic_zero(p.g**2 - p.g_derived**2))
+    vp = get_process("vp")
+    # VP's c_in is its own scale: the network sees x_t = s (x0 + sigma n) as is
+    checks.append(symbolic_zero(vp.table1["c_in"].subs(SIGMA, vp.sigma) - vp.scale))
+    return _combine(*checks)
+
+
+EDM_TABLE1 = Proof(
+    name="edm_table1_columns",
+    title="EDM Table 1: each column's sigma, s, sigma^{-1} and loss weight agree",
+    statement=(r"For VP, VE, iDDPM+DDIM and EDM: \sigma^{-1}(\sigma(t)) = t, the SDE (f, g) of each column has kernels "
+               r"N(s x_0, s^2\sigma^2 I), \lambda(\sigma)c_\mathrm{out}(\sigma)^2 = 1 (every column weights the loss so "
+               r"the network's own target has unit weight), and VP's c_\mathrm{in}(\sigma(t)) = s(t)."),
+    steps=[
+        ("VP: sigma(t) = sqrt(exp(beta_d t^2/2 + beta_min t) - 1), s(t) = 1/sqrt(exp(...)); "
+         "sigma^{-1} solves the quadratic beta_d t^2/2 + beta_min t = ln(sigma^2 + 1).",
+         sp.Eq(sp.Symbol(r"\sigma^{-1}_{VP}(\sigma)"), get_process("vp").sigma_inv)),
+        ("VE: sigma = sqrt t, s = 1, sigma^{-1} = sigma^2; iDDPM+DDIM and EDM: sigma = t, s = 1.", None),
+        ("VP, VE and iDDPM: lambda = 1/sigma^2 and c_out = -sigma, sigma, -sigma: lambda c_out^2 = 1.", None),
+    ],
+    check=_check_table1_columns,
+)
+
+
+c_skip_s, c_out_s, c_in_s = sp.symbols("c_skip c_out c_in", real=True)
+
+
+def edm_preconditioning_derived():
+    """c_in, c_skip, c_out, lambda from EDM's unit-variance requirements (Appendix B.6)."""
+    sd, sg = SIGMA_DATA, SIGMA
+    # network input c_in (y + n): Var = c_in^2 (sigma_data^2 + sigma^2) = 1
+    c_in = [r for r in sp.solve(sp.Eq(c_in_s**2 * (sd**2 + sg**2), 1), c_in_s) if r.is_positive][0]
+    # training target F = (y - c_skip (y + n)) / c_out; unit variance fixes c_out^2 given c_skip,
+    # and c_skip minimizes c_out^2 (so errors of F are amplified as little as possible)
+    c_out_sq = (1 - c_skip_s) ** 2 * sd**2 + c_skip_s**2 * sg**2
+    c_skip = sp.solve(sp.diff(c_out_sq, c_skip_s), c_skip_s)[0]
+    c_out = sp.sqrt(sp.factor(sp.simplify(c_out_sq.subs(c_skip_s, c_skip))))
+    loss_weight = 1 / c_out**2  # lambda c_out^2 = 1: effective weight of F's error is 1
+    return {"c_in": c_in, "c_skip": sp.simplify(c_skip), "c_out": sp.simplify(c_out), "loss_weight": sp.simplify(loss_weight),
+            "target_variance": c_out_sq / c_out_s**2}
+
+
+def _check_edm_precond():
+    derived = edm_preconditioning_derived()
+    tab = get_process("edm").table1
+    return symbolic_zero([derived[k] - tab[k] for k in ("c_in", "c_skip", "c_out", "loss_weight")])
+
+
+EDM_PRECOND = Proof(
+    name="edm_preconditioning_unit_variance",
+    title="EDM's c_skip, c_out, c_in and lambda from unit variance",
+    statement=(r"Requiring unit variance of the network input c_\mathrm{in}(y+n) and of its target "
+               r"(y - c_\mathrm{skip}(y+n))/c_\mathrm{out}, and choosing c_\mathrm{skip} to minimize c_\mathrm{out}, gives "
+               r"c_\mathrm{in} = 1/\sqrt{\sigma^2+\sigma_\mathrm{data}^2}, c_\mathrm{skip} = \sigma_\mathrm{data}^2/(\sigma^2+\sigma_\mathrm{data}^2), "
+               r"c_\mathrm{out} = \sigma\sigma_\mathrm{data}/\sqrt{\sigma^2+\sigma_\mathrm{data}^2}, and "
+               r"\lambda(\sigma) = 1/c_\mathrm{out}^2 = (\sigma^2+\sigma_\mathrm{data}^2)/(\sigma\sigma_\mathrm{data})^2."),
+    steps=[
+        ("Input: Var[c_in (y + n)] = c_in^2 (sigma_data^2 + sigma^2) = 1.", None),
+        ("Target: Var[(y - c_skip (y + n)) / c_out] = 1 gives",
+         sp.Eq(c_out_s**2, (1 - c_skip_s) ** 2 * SIGMA_DATA**2 + c_skip_s**2 * SIGMA**2)),
+        ("d c_out^2 / d c_skip = 0:", sp.Eq(c_skip_s, edm_preconditioning_derived()["c_skip"])),
+        ("then", sp.Eq(c_out_s, edm_preconditioning_derived()["c_out"])),
+        ("lambda(sigma) c_out(sigma)^2 = 1 makes the effective weight of F's error equal at all sigma:",
+         sp.Eq(sp.Symbol(r"\lambda(\sigma)"), edm_preconditioning_derived()["loss_weight"])),
+    ],
+    check=_check_edm_precond,
+)
+
+
+# =============================================================================================
+# (7) VDM and EDM: one family
+# =============================================================================================
+def _check_vdm_edm():
+    gam = sp.Function("gamma", real=True)(t)
+    vdm = get_process("vdm", gamma=gam)  # any (learned) schedule gamma(t)
+    alpha_vdm = sp.sqrt(1 / (1 + sp.exp(gam)))
+    sigma_vdm = sp.sqrt(1 / (1 + sp.exp(-gam)))
+    return _combine(
+        symbolic_zero([vdm.snr - sp.exp(-gam), vdm.alpha**2 / vdm.std**2 - sp.exp(-gam)]),
+        symbolic_zero([vdm.scale - alpha_vdm, vdm.sigma - sigma_vdm / alpha_vdm, vdm.std - sigma_vdm]),
+        symbolic_zero([vdm.f - vdm.f_derived, vdm.g**2 - vdm.g_derived**2]),
+    )
+
+
+VDM_EDM = Proof(
+    name="vdm_edm_same_family",
+    title="VDM's (alpha, sigma) and EDM's (s, sigma) are one family",
+    statement=(r"With \alpha^2 = \mathrm{sigmoid}(-\gamma), \sigma_\mathrm{VDM}^2 = \mathrm{sigmoid}(\gamma) and "
+               r"\mathrm{SNR} = \alpha^2/\sigma_\mathrm{VDM}^2 = e^{-\gamma}, VDM is EDM's form with s = \alpha and "
+               r"\sigma = \sigma_\mathrm{VDM}/\alpha = e^{\gamma/2} = \mathrm{SNR}^{-1/2}, for any schedule \gamma(t); "
+               r"VDM's SDE (f = \mathrm{d}\log\alpha/\mathrm{d}t, g^2 = \mathrm{d}\sigma^2/\mathrm{d}t - 2f\sigma^2) is EDM's "
+               r"(f = \dot s/s, g = s\sqrt{2\dot\sigma\sigma}), so their PF-ODEs coincide."),
+    steps=[
+        ("EDM's sigma is a function of the SNR alone:", sp.Eq(sp.Symbol(r"\sigma_\mathrm{EDM}"), sp.exp(sp.Function("gamma")(t) / 2))),
+        ("VDM's f and g^2 equal EDM's f = s'/s and g^2 = 2 s^2 sigma' sigma for a generic gamma(t).", None),
+        ("So the family is the same; VDM and EDM differ in what they choose inside it: VDM learns gamma(t) "
+         "(EDM fixes sigma(t) = t and puts the schedule in the sampler's time steps), weights the loss by the ELBO "
+         "(see vdm_elbo_as_edm_weight), draws t uniformly (EDM draws ln sigma from a normal), and predicts epsilon "
+         "with Fourier features and a discrete decoder for likelihoods; EDM's c_skip/c_out/c_in preconditioning "
+         "has no counterpart in VDM.", None),
+    ],
+    check=_check_vdm_edm,
+)
+
+
+def _check_vdm_weight():
+    gam = sp.Function("gamma", real=True)(t)
+    vdm = get_process("vdm", gamma=gam)
+    sig = vdm.sigma
+    # VDM eq. (continuous-time loss): weight -1/2 SNR'(t) on ||x - x_hat||^2 with t ~ U(0, 1);
+    # in sigma: -1/2 d(sigma^-2)/dt = sigma' / sigma^3
+    weight_t = -sp.diff(vdm.snr, t) / 2
+    lin = get_process("vdm")
+    sig_lin = lin.sigma
+    # t ~ U(0,1) -> density of sigma is 1/|d sigma/dt| at t = sigma^{-1}(sigma)
+    p_sigma = (1 / sp.diff(sig_lin, t)).subs(t, lin.sigma_inv)
+    w_lin = (-sp.diff(lin.snr, t) / 2).subs(t, lin.sigma_inv)
+    lam = sp.simplify(w_lin)  # E_t[w(t) ||.||^2] = E_sigma[w ||.||^2] with sigma ~ p_sigma: lambda = w
+    return _combine(
+        symbolic_zero(weight_t - sp.diff(sig, t) / sig**3),
+        symbolic_zero(lam - (gamma_max - gamma_min) / (2 * SIGMA**2)),
+        symbolic_zero(p_sigma - 2 / ((gamma_max - gamma_min) * SIGMA)),
+    )
+
+
+VDM_WEIGHT = Proof(
+    name="vdm_elbo_as_edm_weight",
+    title="VDM's continuous-time ELBO as an EDM loss weight",
+    statement=(r"VDM's L_\infty = -\tfrac12\mathbb{E}_{t\sim U(0,1)}[\mathrm{SNR}'(t)\lVert x - \hat x_\theta\rVert^2] has weight "
+               r"-\tfrac12\mathrm{SNR}' = \dot\sigma/\sigma^3 in t. With the linear \gamma(t), t\sim U(0,1) makes \ln\sigma uniform on "
+               r"[\gamma_\mathrm{min}/2, \gamma_\mathrm{max}/2], and the loss is EDM's \mathbb{E}_\sigma[\lambda(\sigma)\lVert D - y\rVert^2] "
+               r"with \lambda(\sigma) = (\gamma_\mathrm{max}-\gamma_\mathrm{min})/(2\sigma^2): the VP/VE weighting 1/\sigma^2 "
+               r"up to a constant, not EDM's (\sigma^2+\sigma_\mathrm{data}^2)/(\sigma\sigma_\mathrm{data})^2."),
+    steps=[
+        ("SNR = sigma^{-2}, so -SNR'/2 = sigma'/sigma^3 for any gamma(t).", None),
+        ("Linear gamma: sigma = exp(gamma/2), t uniform -> p(sigma) = 2/((gamma_max - gamma_min) sigma) (log-uniform).",
+         sp.Eq(sp.Symbol(r"p(\sigma)"), 2 / ((gamma_max - gamma_min) * SIGMA))),
+        ("Weight at sigma:", sp.Eq(sp.Symbol(r"\lambda_\mathrm{VDM}(\sigma)"), (gamma_max - gamma_min) / (2 * SIGMA**2))),
+        ("A learned gamma(t) changes p(sigma) but not the integral over sigma (VDM's invariance: only the endpoint "
+         "SNRs matter), so the weight per unit of sigma, sigma^{-3} d sigma, is fixed by the ELBO.", None),
+    ],
+    check=_check_vdm_weight,
+)
+
+
+# =============================================================================================
+# (13) iDDPM's cosine schedule
+# =============================================================================================
+def _check_iddpm():
+    cos = get_process("iddpm")
+    ab = cos.scale**2
+    uj, uprev = sp.symbols("u_j u_{j-1}", positive=True)
+    abj, abprev = sp.symbols(r"\bar{\alpha}_j \bar{\alpha}_{j-1}", positive=True)
+    # EDM's recursion (unclipped): (u_j^2 + 1) / (ab_{j-1}/ab_j) - 1 = u_{j-1}^2 when u^2 = 1/ab - 1
+    recursion = ((uj**2 + 1) / (abprev / abj) - 1 - uprev**2).subs({uj: sp.sqrt(1 / abj - 1), uprev: sp.sqrt(1 / abprev - 1)})
+    return _combine(
+        symbolic_zero([cos.snr - ab / (1 - ab), cos.sigma**2 - (1 / ab - 1), cos.alpha**2 + cos.std**2 - 1]),
+        symbolic_zero(recursion),
+        ProofResult(GAPS["iddpm_u0"] > 1e3 and np.isfinite(GAPS["iddpm_u0"]), "symbolic",
+                    "0" if GAPS["iddpm_u0"] > 1e3 else f"u_0 = {GAPS['iddpm_u0']}"),
+    )
+
+
+IDDPM = Proof(
+    name="iddpm_cosine_schedule",
+    title="iDDPM's cosine schedule in EDM's language, and where discrete and continuous differ",
+    statement=(r"iDDPM's \bar\alpha(t) = \cos^2(\tfrac{\pi}{2}\tfrac{t+s}{1+s})/\cos^2(\tfrac{\pi}{2}\tfrac{s}{1+s}) gives "
+               r"\sigma(t) = \sqrt{1/\bar\alpha(t) - 1}, s(t) = \sqrt{\bar\alpha(t)} and \mathrm{SNR}(t) = \bar\alpha/(1-\bar\alpha); "
+               r"EDM's u_{j-1} = \sqrt{(u_j^2+1)/\max(\bar\alpha_{j-1}/\bar\alpha_j, C_1) - 1} is this relation step by step, "
+               r"with iDDPM's clipping \beta \le 0.999 as the max."),
+    steps=[
+        ("SNR and sigma:", sp.Eq(sp.Symbol(r"\mathrm{SNR}(t)"), sp.Symbol(r"\bar\alpha(t)/(1-\bar\alpha(t))"))),
+        ("Unclipped, the u_j recursion is sigma^2 + 1 = 1/alpha_bar applied to consecutive steps.", None),
+        (f"The clipping matters only at the noisy end: the discrete u_0 = {GAPS['iddpm_u0']:.4g} while the continuous "
+         f"cosine sigma diverges at t = 1 (sigma(0.999) = {GAPS['iddpm_sigma_cos_at_t_999']:.4g}); the largest gap in "
+         f"log sigma over t < 1 is {GAPS['iddpm_log_sigma_gap']:.3g} at t = {GAPS['iddpm_log_sigma_gap_t']:.3f}.", None),
+        (f"DDPM's linear discrete schedule against the continuous VP: largest gap in log sigma "
+         f"{GAPS['ddpm_vp_log_sigma_gap']:.3g} at t = {GAPS['ddpm_vp_log_sigma_gap_t']:.3f}, in alpha_bar "
+         f"{GAPS['ddpm_vp_alpha_bar_gap']:.3g} at t = {GAPS['ddpm_vp_alpha_bar_gap_t']:.3f}.", None),
+    ],
+    check=_check_iddpm,
+)
+
+
+PROOFS = [
+    DDPM_TO_VP, SMLD_TO_VE, VP_UNIT_VARIANCE, SUBVP_BELOW_VP, DDIM_EULER, DDIM_ETA_ONE, SIGMA_ONLY,
+    EDM_GENERAL_ODE, EDM_TABLE1, EDM_PRECOND, VDM_EDM, VDM_WEIGHT, IDDPM,
+]
