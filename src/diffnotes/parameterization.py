@@ -6,7 +6,7 @@ Every process of the book is written x_t = s (x0 + sigma n) (EDM's form): ``scal
 network-side state ``x`` = x_t and returns (or consumes) D. With s = 1 (VE / EDM) x_t = x_hat.
 
 The formulas are the SymPy expressions in
-``diffnotes.theory.proofs.score_proofs.CONVERSIONS`` (proof ``parameterization-conversions``),
+``diffnotes.theory.proofs.score_proofs.CONVERSIONS`` (proof ``parameterization_conversions``),
 written again here in PyTorch; ``tests/test_parameterization.py`` checks that the two agree.
 The book uses them in ``questions.md`` (v-parameterization, changing schedulers at sampling time)
 and every method whose network does not predict D directly (DDPM's epsilon, v-prediction, NCSN's

@@ -16,10 +16,10 @@ from .base import Proof, ProofResult, symbolic_zero
 __all__ = ["PROOFS", "CONVERSIONS", "edm_preconditioning", "gaussian_expectation"]
 
 # -- symbols ---------------------------------------------------------------------------------
-x, x0, n, y = sp.symbols("x x_0 n y", real=True)
-t = sp.symbols("t", real=True)
-mu = sp.symbols("mu", real=True)
-sigma, s, c = sp.symbols("sigma s c", positive=True)
+from diffnotes.theory.processes import C_DATA as c, MU as mu, X as x, X0 as x0, t  # shared symbols
+
+n, y = sp.symbols("n y", real=True)
+sigma, s = sp.symbols("sigma s", positive=True)
 sigma_data = sp.symbols("sigma_data", positive=True)
 eps, v, D, score = sp.symbols("epsilon v D score", real=True)
 
@@ -61,12 +61,12 @@ def _conv(name, value, x_, sigma_=sigma, s_=s):
 
 
 def edm_preconditioning(sigma_, sigma_data_):
-    """EDM's c_skip, c_out, c_in (Karras et al. 2022, Table 1, 'Network and preconditioning')."""
-    return {
-        "c_skip": sigma_data_**2 / (sigma_**2 + sigma_data_**2),
-        "c_out": sigma_ * sigma_data_ / sp.sqrt(sigma_**2 + sigma_data_**2),
-        "c_in": 1 / sp.sqrt(sigma_**2 + sigma_data_**2),
-    }
+    """EDM's c_skip, c_out, c_in (Karras et al. 2022, Table 1), taken from the EDM process."""
+    from diffnotes.theory.processes import SIGMA, SIGMA_DATA, get_process
+
+    table = get_process("edm").table1
+    return {k: table[k].subs({SIGMA: sigma_, SIGMA_DATA: sigma_data_}, simultaneous=True)
+            for k in ("c_skip", "c_out", "c_in")}
 
 
 def _all_zero(*exprs) -> ProofResult:
@@ -84,7 +84,7 @@ def _check_kernel_score():
 
 
 KERNEL_SCORE = Proof(
-    name="kernel-score",
+    name="kernel_score",
     title="Score of the Gaussian perturbation kernel is -n/(s sigma)",
     statement=r"\nabla_{x}\log \mathcal{N}\!\left(x;\, s x_0,\, s^2\sigma^2 I\right)\Big|_{x = s(x_0+\sigma n)}"
     r" = -\frac{n}{s\,\sigma}\quad(\text{for } s=1:\ -n/\sigma)",
@@ -122,7 +122,7 @@ def _check_conversions():
 
 
 CONVERSION_PROOF = Proof(
-    name="parameterization-conversions",
+    name="parameterization_conversions",
     title="epsilon, v and score predictions convert exactly into the denoiser D",
     statement=r"x = s(x_0+\sigma n):\quad D = \frac{x}{s} - \sigma\hat\epsilon"
     r" = \frac{x - \sigma \hat v}{s(1+\sigma^2)} = \frac{x + s^2\sigma^2\,\widehat{\nabla\log p}}{s},"
@@ -164,7 +164,7 @@ def _check_v_param():
 
 
 V_PARAM = Proof(
-    name="v-parameterization",
+    name="v_parameterization",
     title="v-prediction: inversion, target variance, and equality with EDM at sigma_data = 1",
     statement=r"\alpha^2+\sigma^2=1,\ x_t=\alpha x_0+\sigma\epsilon,\ v=\alpha\epsilon-\sigma x_0"
     r"\ \Rightarrow\ x_0=\alpha x_t-\sigma v,\ \ \epsilon=\sigma x_t+\alpha v,\ \ "
@@ -215,7 +215,7 @@ def _check_tweedie():
 
 
 TWEEDIE = Proof(
-    name="tweedie-scaled",
+    name="tweedie_scaled",
     title="Tweedie's formula D = x + sigma^2 grad log p, with a scale s(t)",
     statement=r"D(x;\sigma)=\mathbb{E}[x_0\mid x_0+\sigma n=x]=x+\sigma^2\nabla\log p(x;\sigma);\quad"
     r"x_t=s(x_0+\sigma n):\ \nabla\log p_t(x)=\tfrac1s\nabla\log p(x/s;\sigma),\ \ "
@@ -243,59 +243,74 @@ def _log_normal(mean, var):
     return -((x - mean) ** 2) / (2 * var) - sp.log(2 * sp.pi * var) / 2
 
 
-def _over_p(logp, drift, g2, time_sign=1):
+def _over_p(logp, drift, g2, rules=None):
     """Pieces of a Fokker-Planck equation divided by p, written with L = log p:
-    dp/dt / p = L_t,  d/dx(f p) / p = f_x + f L_x,  d^2p/dx^2 / p = L_xx + L_x^2."""
+    dp/dt / p = L_t,  d/dx(f p) / p = f_x + f L_x,  d^2p/dx^2 / p = L_xx + L_x^2.
+    ``rules`` replaces derivatives of short-hand functions (B'(t) = beta(t)) after differentiating."""
     lx = sp.diff(logp, x)
-    return time_sign * sp.diff(logp, t), sp.diff(drift, x) + drift * lx, sp.diff(lx, x) + lx**2
+    pieces = (sp.diff(logp, t), sp.diff(drift, x) + drift * lx, sp.diff(lx, x) + lx**2)
+    return tuple(e.subs(rules or {}) for e in pieces)
 
 
 def _zero(expr):
     return sp.cancel(sp.together(sp.expand(expr)))
 
 
-def fokker_planck_residual(mean, var, drift, g2):
+def fokker_planck_residual(mean, var, drift, g2, rules=None):
     """(dp/dt + d/dx(f p) - g^2/2 d^2p/dx^2) / p for p = N(x; mean(t), var(t))."""
-    pt, flux, curv = _over_p(_log_normal(mean, var), drift, g2)
+    pt, flux, curv = _over_p(_log_normal(mean, var), drift, g2, rules)
     return _zero(pt + flux - g2 / 2 * curv)
 
 
-def continuity_residual(mean, var, velocity):
+def continuity_residual(mean, var, velocity, rules=None):
     """(dp/dt + d/dx(v p)) / p for p = N(x; mean(t), var(t))."""
-    pt, flux, _ = _over_p(_log_normal(mean, var), velocity, 0)
+    pt, flux, _ = _over_p(_log_normal(mean, var), velocity, 0, rules)
     return _zero(pt + flux)
 
 
-def _gaussian_cases():
-    """Gaussian data N(mu, c^2) under three SDEs, as (label, mean(t), var(t), f(x, t), g(t)^2).
+def reverse_fp_residual(mean, var, drift, g2, rules=None):
+    """Fokker-Planck of the reverse process (drift f - g^2 grad log p, time reversed), divided by p."""
+    logp = _log_normal(mean, var)
+    pt, flux, curv = _over_p(logp, drift - g2 * sp.diff(logp, x), g2, rules)
+    return _zero(-pt - flux - g2 / 2 * curv)
 
-    * general: x = s(t)(x0 + sigma(t) n) with f = (s'/s) x, g^2 = 2 s^2 sigma sigma'
-      (Karras et al. 2022, eq. 34 with s and sigma abstract functions);
-    * VE and VP as Song et al. (2021) write them (their eqs. 30-33), with Gaussian data.
+
+def _gaussian_cases():
+    """Gaussian data N(mu, c^2) under several SDEs: (label, mean(t), var(t), f(t) x, g(t)^2, rules).
+
+    The processes come from ``diffnotes.theory.processes`` (one formula, one place):
+    * a process with abstract s(t), sigma(t), whose SDE is the derived f = s'/s, g = s sqrt(2 sigma' sigma)
+      (EDM, Appendix B.2) -- this is the general statement;
+    * VE, VP and sub-VP with the f and g their paper writes (Song et al. 2021, eqs. 30-31). VP and
+      sub-VP are kept in their short-hand beta(t), B(t) with only B' = beta used, so the check holds
+      for every beta(t), not only the linear one.
     """
-    st, sg = s_f(t), sigma_f(t)
-    general = ("general s, sigma", st * mu, st**2 * (c**2 + sg**2), sp.diff(st, t) / st * x,
-               2 * st**2 * sg * sp.diff(sg, t))
-    smin, smax, bmin, bmax = sp.symbols("sigma_min sigma_max beta_min beta_max", positive=True)
-    sig_ve = smin * (smax / smin) ** t
-    ve = ("VE", mu, c**2 + sig_ve**2, sp.Integer(0), sig_ve**2 * 2 * sp.log(smax / smin))  # g^2 = d sigma^2/dt
-    beta = bmin + t * (bmax - bmin)
-    big_b = sp.integrate(beta, (t, 0, t))
-    vp = ("VP", sp.exp(-big_b / 2) * mu, sp.exp(-big_b) * c**2 + 1 - sp.exp(-big_b), -beta / 2 * x, beta)
-    return [general, ve, vp]
+    from dataclasses import replace
+
+    from diffnotes.theory.processes import B_fn, Process, beta_fn, get_process
+
+    general = Process(name="general", title="general s, sigma", cite="karras2022elucidating", parameterization="edm",
+                      sigma_short=sigma_f(t), scale_short=s_f(t), defaults={})
+    rules = {sp.Derivative(B_fn(t), t): beta_fn(t)}
+    cases = []
+    for proc in (general, get_process("ve"), get_process("vp"), get_process("subvp")):
+        proc = replace(proc, aux={})  # keep beta(t), B(t) abstract
+        mean, var = proc.marginal_gaussian(mu, c)
+        cases.append((proc.title, mean, var, proc.sde_drift(x), proc.g**2, rules))
+    return cases
 
 
 def _check_fokker_planck():
     res = []
-    for _, mean, var, drift, g2 in _gaussian_cases():
-        res.append(fokker_planck_residual(mean, var, drift, g2))
+    for _, mean, var, drift, g2, rules in _gaussian_cases():
+        res.append(fokker_planck_residual(mean, var, drift, g2, rules))
         # PF-ODE velocity f - g^2/2 grad log p satisfies the continuity equation with the same p
-        res.append(continuity_residual(mean, var, drift - g2 / 2 * sp.diff(_log_normal(mean, var), x)))
+        res.append(continuity_residual(mean, var, drift - g2 / 2 * sp.diff(_log_normal(mean, var), x), rules))
     return _all_zero(*res)
 
 
 FOKKER_PLANCK = Proof(
-    name="fokker-planck-gaussian",
+    name="fokker_planck_gaussian",
     title="Gaussian marginals solve the VE/VP Fokker-Planck equation and the PF-ODE continuity equation",
     statement=r"p_t=\mathcal{N}\!\big(s\mu,\ s^2(c^2+\sigma^2)\big),\ f=\tfrac{\dot s}{s}x,\ g^2=2s^2\sigma\dot\sigma:\quad"
     r"\partial_t p_t=-\partial_x(f p_t)+\tfrac12 g^2\partial_x^2 p_t"
@@ -303,7 +318,8 @@ FOKKER_PLANCK = Proof(
     steps=[
         ("general form with abstract s(t), sigma(t): divide the equation by p and write L = log p", r"L_t + f_x + f L_x - \tfrac12 g^2 (L_{xx}+L_x^2) = 0"),
         ("VE (Song et al. 2021): f = 0, g^2 = d sigma^2/dt, sigma(t) = sigma_min (sigma_max/sigma_min)^t", None),
-        ("VP (Song et al. 2021): f = -beta x/2, g^2 = beta, mean e^{-B/2} mu, variance e^{-B} c^2 + 1 - e^{-B}", None),
+        ("VP (Song et al. 2021): f = -beta x/2, g^2 = beta, mean e^{-B/2} mu, variance e^{-B} c^2 + 1 - e^{-B}, for any beta(t) = B'(t)", None),
+        ("sub-VP (Song et al. 2021): f = -beta x/2, g^2 = beta (1 - e^{-2B}), variance e^{-B} c^2 + (1 - e^{-B})^2", None),
         ("PF-ODE: the velocity f - g^2/2 d log p/dx satisfies the continuity equation (residual / p = 0)", None),
         ("the SDEs act on each coordinate independently, so the 1-D check covers d dimensions per coordinate", None),
     ],
@@ -326,15 +342,12 @@ def _check_reverse():
     ode = sp.diff(p, t) + sp.diff((f - g2 / 2 * sp.diff(sp.log(p), x)) * p, x)
     general = [reverse + forward, ode - forward]  # identically: forward FP holds => both hold
     # Gaussian data with VE / VP / general s, sigma: the reverse FP holds with the exact marginal.
-    inst = []
-    for _, mean, var, drift, g2_ in _gaussian_cases():
-        pt, flux, curv = _over_p(_log_normal(mean, var), drift - g2_ * sp.diff(_log_normal(mean, var), x), g2_)
-        inst.append(_zero(-pt - flux - g2_ / 2 * curv))
+    inst = [reverse_fp_residual(*case[1:]) for case in _gaussian_cases()]
     return _all_zero(*general, *inst)
 
 
 REVERSE = Proof(
-    name="reverse-sde-anderson",
+    name="reverse_sde_anderson",
     title="Anderson's reverse-time SDE and the PF-ODE transport the forward marginals",
     statement=r"dx=\big[f-g^2\nabla\log p_t(x)\big]dt+g\,d\bar w\ \ (\text{time running backwards}),\qquad"
     r"\frac{dx}{dt}=f-\tfrac12 g^2\nabla\log p_t(x)",
@@ -370,7 +383,7 @@ def _check_dsm():
 
 
 DSM = Proof(
-    name="dsm-equals-esm",
+    name="dsm_equals_esm",
     title="Denoising score matching equals explicit score matching up to a constant",
     statement=r"\mathbb{E}_{x,\tilde x}\big\|s_\theta(\tilde x)-\nabla_{\tilde x}\log q_\sigma(\tilde x\mid x)\big\|^2"
     r"=\mathbb{E}_{\tilde x}\big\|s_\theta(\tilde x)-\nabla\log p_\sigma(\tilde x)\big\|^2+C,"
@@ -418,7 +431,7 @@ def _check_analytic_dpm():
 
 
 ANALYTIC_DPM = Proof(
-    name="analytic-dpm-variance",
+    name="analytic_dpm_variance",
     title="Analytic-DPM's optimal reverse variance equals the true posterior variance for Gaussian data",
     statement=r"\sigma_n^{*2}=\lambda_n^2+\Big(\sqrt{\tfrac{\bar\beta_n}{\alpha_n}}-\sqrt{\bar\beta_{n-1}-\lambda_n^2}\Big)^2"
     r"\Big(1-\bar\beta_n\,\tfrac{\mathbb{E}\|\nabla\log q_n(x_n)\|^2}{d}\Big)"
