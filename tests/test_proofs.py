@@ -1,0 +1,83 @@
+"""Every proof verifies; a broken one fails with its residual; the registry and run_all behave."""
+
+
+import mpmath
+import pytest
+import sympy as sp
+
+from diffnotes.theory import proofs as P
+from diffnotes.theory.proofs import score_proofs as S
+from diffnotes.theory.proofs.base import Proof, ProofResult, numeric_check, symbolic_zero
+
+NAMES = [p.name for p in P.all_proofs()]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_proof_verifies(name):
+    proof = P.get_proof(name)
+    assert proof.verify(), f"{name}: residual {proof.result.residual}"
+    assert proof.result.ok and proof.result.residual == "0"
+    assert proof.statement and proof.title and proof.steps
+    assert all(isinstance(text, str) for text, _ in proof.steps_latex())
+
+
+def test_score_proofs_are_registered():
+    for name in ("kernel_score", "parameterization_conversions", "v_parameterization", "tweedie_scaled",
+                 "fokker_planck_gaussian", "reverse_sde_anderson", "dsm_equals_esm", "analytic_dpm_variance"):
+        assert name in NAMES
+    assert len(NAMES) == len(set(NAMES))
+
+
+def test_unknown_name_is_a_value_error_listing_names():
+    with pytest.raises(ValueError, match="unknown proof 'nope'; valid names: .*tweedie_scaled"):
+        P.get_proof("nope")
+
+
+def test_broken_proof_fails_with_residual(capsys):
+    x = sp.Symbol("x")
+    broken = Proof("broken", "a false identity", r"(x+1)^2 = x^2 + 1", [("expand", (x + 1) ** 2)],
+                   check=lambda: symbolic_zero(sp.Eq((x + 1) ** 2, x**2 + 1)))
+    good = Proof("good", "a true identity", r"(x+1)^2 = x^2+2x+1", [("expand", None)],
+                 check=lambda: symbolic_zero((x + 1) ** 2 - x**2 - 2 * x - 1))
+    assert not broken.verify() and broken.result.residual == "2*x"
+    rc = P.run_all(proofs=[good, broken])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert out[0].startswith("  ok   good  (symbolic, ") and out[0].endswith("a true identity")
+    assert out[1].startswith("  FAIL broken ") and out[1].endswith("residual: 2*x")
+    assert out[-1] == "proofs: 1 verified, 1 failed"
+
+
+def test_a_wrong_sde_is_caught():
+    """The Fokker-Planck check is not vacuous: doubling g^2 leaves a residual for every process."""
+    for label, mean, var, drift, g2, rules in S._gaussian_cases():
+        assert S.fokker_planck_residual(mean, var, drift, g2, rules) == 0, label
+        assert S.fokker_planck_residual(mean, var, drift, 2 * g2, rules) != 0, label
+        assert S.reverse_fp_residual(mean, var, drift, 2 * g2, rules) != 0, label
+
+
+def test_numeric_check():
+    sampler = lambda rng: (rng.uniform(0.1, 3.0),)  # noqa: E731
+    ok = numeric_check(lambda a: mpmath.sin(a) ** 2 + mpmath.cos(a) ** 2, lambda a: mpmath.mpf(1), sampler)
+    assert ok == ProofResult(True, "numeric", "0")
+    bad = numeric_check(lambda a: mpmath.sin(a), lambda a: a, sampler)
+    assert not bad.ok and bad.method == "numeric" and float(bad.residual) > 1e-3
+    with pytest.raises(ValueError, match="n >= 20"):
+        numeric_check(lambda a: a, lambda a: a, sampler, n=5)
+    with pytest.raises(ValueError, match="'symbolic' or 'numeric'"):
+        ProofResult(True, "guess")
+
+
+def test_run_all_by_name_ends_with_summary(capsys):
+    rc = P.run_all(names=["kernel_score", "parameterization_conversions"], verbose=True)
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert out[-1] == "proofs: 2 verified, 0 failed"
+    assert sum(line.startswith("  ok   ") for line in out) == 2
+
+
+def test_cli_proofs_runs_run_all(capsys):
+    from diffnotes.cli import main
+
+    assert main(["proofs", "kernel_score"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "proofs: 1 verified, 0 failed"
