@@ -125,6 +125,7 @@ class Process:
     # EDM Table 1 rows (only the four columns there): sympy in SIGMA, or LaTeX strings
     table1: dict | None = None
     overrides: dict = field(default_factory=dict)
+    aux_display: dict = field(default_factory=dict)  # how the tables show a short-hand, if not by its value
 
     t = t
 
@@ -320,6 +321,7 @@ def _ddpm():
         name="ddpm", title="DDPM", cite="ho2020denoising", parameterization="ho2020",
         sigma_short=sp.sqrt((1 - ab) / ab), scale_short=sp.sqrt(ab),
         aux={ab: alpha_bar},
+        aux_display={ab: sp.Eq(ab, sp.Product(1 - chain.schedule, (j, 1, N_steps * t)))},
         defaults={beta_1: 1e-4, beta_N: 0.02, N_steps: 1000},
         chain=chain, sigma_inv=None, t_range=(1 / N_steps, 1),
         notes=(r"t = i/N. $\bar\alpha(t) = \prod_{j\le Nt}(1-\beta_j) = \Delta^{Nt}\,\Gamma(c)/\Gamma(c-Nt)$ "
