@@ -134,8 +134,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupt or truncated, or holds objects other than "
+            f"tensors and plain types ({type(err).__name__})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise CheckpointError(f"{path} is not a diffnotes checkpoint (expected format {CKPT_FORMAT!r})")
     return state
