@@ -254,3 +254,33 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="mode must be one of RGB, L"):
         load_image_folder(tmp_path, mode="CMYK")
 
+
+def test_readers_agree_with_torchvision(tmp_path):
+    # Oracle where torchvision is importable (not beside this CPU torch; run on a machine that
+    # has it): the same fake files read by torchvision's MNIST and ImageFolder.
+    datasets = pytest.importorskip("torchvision.datasets")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    pixels, labels = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8), rng.integers(0, 10, 7).astype(np.uint8)
+    for split, n in (("t10k", 7), ("train", 3)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", pixels[:n], compress=False)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels[:n], compress=False)
+    x, y = load_mnist(tmp_path, split="test")
+    reference = datasets.MNIST(str(tmp_path), train=False, download=False)
+    assert torch.equal(((x[:, 0] + 1) * 127.5).round().to(torch.uint8), reference.data)
+    assert torch.equal(y, reference.targets)
+
+    folder = tmp_path / "folder"
+    for name in ("zebra", "ant"):
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    images, targets = load_image_folder(folder)
+    reference = datasets.ImageFolder(str(folder))
+    assert reference.classes == image_folder_classes(folder)
+    for k, (pil_image, target) in enumerate(reference):
+        assert targets[k].item() == target
+        assert np.array_equal(((images[k].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy(), np.asarray(pil_image))
