@@ -304,8 +304,8 @@ def pf_ode_log_likelihood(denoiser, x: torch.Tensor, sigma_max: float, sigma_min
     is given. The result is the density of the data blurred by ``sigma_min``; keep it small.
 
     Solver: adaptive RK45 (``scipy.integrate.solve_ivp``) with ``rtol``/``atol``, or fixed-step
-    RK4 with ``steps`` steps evenly spaced in log sigma. Divergence: exact (one backward pass per
-    dimension) or Hutchinson's estimator with one Rademacher probe per sample, fixed over the
+    RK4 with ``steps`` steps evenly spaced in log sigma. Divergence: exact (one backward pass
+    through a batch of D stacked copies, so memory grows D-fold) or Hutchinson's estimator with one Rademacher probe per sample, fixed over the
     whole solve and drawn from ``generator`` (unbiased for the likelihood, as in FFJORD);
     ``exact_trace=None`` picks exact for up to 64 dimensions.
 
