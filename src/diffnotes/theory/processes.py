@@ -239,7 +239,8 @@ class Process:
         Returns a namespace with ``sigma(t)``, ``scale(t)``, ``alpha``, ``std``, ``snr``,
         ``sigma_deriv``, ``scale_deriv``, ``f``, ``g`` (all of ``t``) and ``sigma_inv(sigma)``
         (``None`` where there is no closed form). PyTorch callables work in the input's dtype;
-        pass float64 for the DDPM schedule (its log-gamma form cancels large numbers).
+        pass float64 for the DDPM schedule: its log-gamma form subtracts numbers near 5e5, so
+        alpha_bar carries ~1e-10 absolute error (use ``ddpm_alpha_bar`` for the exact grid).
         """
         if backend == "numpy":
             modules = ["numpy", "scipy"]
@@ -256,12 +257,21 @@ class Process:
             "snr": self.snr, "sigma_deriv": sp.diff(self.sigma, t), "scale_deriv": sp.diff(self.scale, t),
             "f": self.f, "g": self.g,
         }
-        out = {key: _bind(sp.lambdify([t, *syms], expr, modules=modules), values, backend) for key, expr in exprs.items()}
+        # numeric constants such as sqrt(2) become floats: torch.sqrt does not take a Python int
+        prep = _torch_ready if backend == "torch" else (lambda e: e)  # noqa: E731
+        out = {key: _bind(sp.lambdify([t, *syms], prep(expr), modules=modules), values, backend)
+               for key, expr in exprs.items()}
         out["sigma_inv"] = (None if self.sigma_inv is None else
-                            _bind(sp.lambdify([SIGMA, *syms], self.sigma_inv, modules=modules), values, backend))
+                            _bind(sp.lambdify([SIGMA, *syms], prep(self.sigma_inv), modules=modules), values, backend))
         out["t_range"] = self.numeric_t_range()
         out["name"] = self.name
         return SimpleNamespace(**out)
+
+
+def _torch_ready(expr):
+    """Floats for numeric constants (torch.sqrt(2) fails), but keep polygamma's integer order."""
+    expr = sp.nfloat(expr)
+    return expr.replace(lambda a: isinstance(a, sp.polygamma), lambda a: sp.polygamma(int(a.args[0]), a.args[1]))
 
 
 def _bind(fn, values, backend):
