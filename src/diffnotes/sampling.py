@@ -19,6 +19,7 @@ and by ``benchmarks/bench_samplers.py``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Callable
@@ -58,19 +59,25 @@ VP_BETA_MIN, VP_BETA_D, VP_EPS_S = 0.1, 19.9, 1e-3
 # --------------------------------------------------------------------------------------------
 # Schedules
 # --------------------------------------------------------------------------------------------
-def vp_sigma(t, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D):
-    """sigma(t) of the continuous VP SDE in EDM form (Karras et al. 2022, Table 1, "VP" column).
+@functools.lru_cache(maxsize=None)
+def _vp_process(beta_min: float, beta_d: float):
+    # The VP formulas live in diffnotes.theory (SymPy); imported lazily, as SymPy is slow to load.
+    from .theory import get_process
 
-    Tested equal to ``diffnotes.theory.get_process("vp").sigma`` where that exists.
+    return get_process("vp", beta_min=beta_min, beta_d=beta_d).lambdify("torch")
+
+
+def vp_sigma(t, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D) -> torch.Tensor:
+    """sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) of the VP SDE (EDM, Table 1), float64.
+
+    Evaluated from ``diffnotes.theory.get_process("vp")`` (the one place the formula lives).
     """
-    t = torch.as_tensor(t, dtype=torch.float64)
-    return torch.sqrt(torch.expm1(0.5 * beta_d * t**2 + beta_min * t))
+    return _vp_process(float(beta_min), float(beta_d)).sigma(torch.as_tensor(t, dtype=torch.float64))
 
 
-def vp_sigma_inv(sigma, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D):
-    """The inverse of :func:`vp_sigma`: the VP time t at which the noise level is ``sigma``."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    return (torch.sqrt(beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)) - beta_min) / beta_d
+def vp_sigma_inv(sigma, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D) -> torch.Tensor:
+    """The VP time t at which the noise level is ``sigma`` (the inverse of :func:`vp_sigma`)."""
+    return _vp_process(float(beta_min), float(beta_d)).sigma_inv(torch.as_tensor(sigma, dtype=torch.float64))
 
 
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
@@ -143,10 +150,11 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
         raise ValueError(f"n_steps must be an integer in [1, {num_train_timesteps}], got {n_steps!r}")
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    from .theory.processes import ddpm_alpha_bar
+
     T = num_train_timesteps
-    betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-    alpha_bar = torch.cumprod(1 - betas, dim=0)
-    sigma_table = torch.sqrt((1 - alpha_bar) / alpha_bar)
+    alpha_bar = torch.from_numpy(ddpm_alpha_bar(T, beta_start, beta_end)[1:])  # 0-based t, as diffusers
+    sigma_table = torch.sqrt((1 - alpha_bar) / alpha_bar)  # EDM's sigma of a VP process with s = sqrt(alpha_bar)
     if spacing == "leading":
         timesteps = torch.arange(n_steps - 1, -1, -1, dtype=torch.int64) * (T // n_steps)
     elif spacing == "trailing":
@@ -185,8 +193,9 @@ def _check(x, sigmas) -> list[float]:
 
 
 def _call(denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """D(x; sigma) with sigma passed per sample, shape (N,), in x's dtype and device."""
-    return denoiser(x, x.new_full((x.shape[0],), sigma))
+    """D(x; sigma) with sigma passed per sample, shape (N,); the output is cast to x's dtype so the
+    sampler's state keeps the dtype it started with (a float64 denoiser cannot promote a float32 chain)."""
+    return denoiser(x, x.new_full((x.shape[0],), sigma)).to(x.dtype)
 
 
 def _steps(n: int, progress: bool):
