@@ -81,3 +81,19 @@ def test_cli_proofs_runs_run_all(capsys):
 
     assert main(["proofs", "kernel_score"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "proofs: 1 verified, 0 failed"
+
+
+def test_questions_page_links_only_existing_proofs():
+    """book/questions.md: every {ref}`proof-X` and (proof-X)= label names a registered proof, and
+    each labelled section pastes that proof's glued statement, status and steps."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "questions.md").read_text(encoding="utf-8")
+    labels = re.findall(r"^\(proof-([A-Za-z0-9_]+)\)=$", page, flags=re.M)
+    refs = set(re.findall(r"\{ref\}`proof-([A-Za-z0-9_]+)`", page))
+    assert labels and len(labels) == len(set(labels))
+    assert not (set(labels) | refs) - set(NAMES), "questions.md names proofs that do not exist"
+    for name in labels:
+        for key in (f"{{glue:math}} proof-{name}", f"{{glue:md}}`status-{name}`", f"{{glue:md}} steps-{name}"):
+            assert key in page, key
