@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
+from diffnotes.train import fit
 from diffnotes.methods.score_matching import (
     DSMLoss,
-    ScoreMLP,
     SlicedSMLoss,
     dsm_loss,
     esm_loss,
@@ -20,11 +20,20 @@ from diffnotes.methods.score_matching import (
     random_projections,
     relative_score_error,
     ssm_loss,
-    train_score,
+    score_mlp,
 )
 
 D = 3
 N = 200_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets: one thread is faster than two on a shared 2-core machine (no oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 Z_TOL = 4.5  # standard errors
 
 
@@ -71,7 +80,7 @@ def _assert_mean_close(samples, expected):
 
 def test_jacobian_trace_matches_full_jacobian():
     torch.manual_seed(0)
-    net = ScoreMLP(4, hidden=16).double()
+    net = score_mlp(4, hidden=16).double()
     x = torch.randn(5, 4, dtype=torch.float64)
     _, trace = jacobian_trace(net, x, create_graph=False)
     for i in range(5):
@@ -134,7 +143,7 @@ def test_sliced_sm_is_unbiased_for_exact_sm(projection, variance_reduction):
 
 def test_sliced_sm_matches_exact_sm_pointwise_with_many_projections():
     torch.manual_seed(0)
-    net = ScoreMLP(D, hidden=16).double()
+    net = score_mlp(D, hidden=16).double()
     x = torch.randn(4, D, dtype=torch.float64)
     exact = esm_loss(net, x).detach()
     v = random_projections(4, D, 20_000, "rademacher", dtype=torch.float64,
@@ -149,21 +158,33 @@ def test_sphere_projections_have_norm_sqrt_d():
 
 
 def test_training_with_dsm_recovers_a_gaussian_score():
-    """A few hundred Adam steps of DSM on a 2-D Gaussian give the blurred score to a few percent."""
+    """A few hundred steps of diffnotes.train.fit on DSM on a 2-D Gaussian give the blurred score to a few percent."""
     torch.manual_seed(0)
     cov = torch.tensor([[1.0, 0.5], [0.5, 0.8]])
     chol = torch.linalg.cholesky(cov)
     sigma = 0.5
-    net = ScoreMLP(2, hidden=32)
-    train_score(net, DSMLoss(sigma), lambda n: torch.randn(n, 2) @ chol.T, 400, lr=3e-3, batch_size=1024)
+    result = fit(score_mlp(2, hidden=32), DSMLoss(sigma, seed=1), lambda n, g: torch.randn(n, 2, generator=g) @ chol.T,
+                 400, lr=3e-3, batch_size=1024, ema_halflife=50, device="cpu", progress=False)
+    net = result.model_ema
     prec = torch.linalg.inv(cov + sigma**2 * torch.eye(2))
     x = torch.randn(2000, 2) @ chol.T
     err = relative_score_error(net, lambda z: -(z.float() @ prec.T).double(), x)
     assert err < 0.1, err
 
 
+def test_dsm_loss_with_its_own_seed_does_not_reuse_the_data_stream():
+    """fit seeds its data generator and torch's global generator alike; DSMLoss(seed=...) stays apart."""
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    loss = DSMLoss(0.5, seed=1)
+    target_noise = []
+    loss(lambda x: (target_noise.append(x) or torch.zeros_like(x)), x0)
+    noise = (target_noise[0] - x0) / 0.5
+    assert not torch.allclose(noise, x0)
+    assert abs(float((noise * x0).mean())) < 0.3
+
+
 def test_bad_input_raises_one_clear_line():
-    net = ScoreMLP(2, hidden=4)
+    net = score_mlp(2, hidden=4)
     with pytest.raises(ValueError, match="shape"):
         esm_loss(net, torch.randn(3))
     with pytest.raises(ValueError, match="sigma must be positive"):

@@ -94,7 +94,8 @@ def dsm_loss(
     if sigma.ndim == 1:
         sigma = sigma.reshape(-1, 1)
     if noise is None:
-        noise = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+        gen_device = generator.device if generator is not None else x0.device
+        noise = torch.randn(x0.shape, dtype=x0.dtype, device=gen_device, generator=generator).to(x0.device)
     x_tilde = x0 + sigma * noise
     return 0.5 * (score(x_tilde) + noise / sigma).pow(2).sum(dim=1)
 
@@ -108,7 +109,8 @@ def random_projections(
         raise ValueError(f"unknown projection kind {kind!r}; valid kinds: {', '.join(PROJECTIONS)}")
     if n_projections < 1:
         raise ValueError(f"n_projections must be >= 1, got {n_projections}")
-    v = torch.randn(n_projections, n, dim, dtype=dtype, device=device, generator=generator)
+    gen_device = generator.device if generator is not None else device
+    v = torch.randn(n_projections, n, dim, dtype=dtype, device=gen_device, generator=generator).to(device)
     if kind == "rademacher":
         v = v.sign()
     elif kind == "sphere":  # uniform on the sphere of radius sqrt(D), so that E[v v^T] = I
@@ -162,6 +164,13 @@ def ssm_loss(
 
 
 # -- loss objects for a training loop: loss_fn(model, x0, class_labels=None) -> (N,) ------------
+# The random losses draw their noise / projections from their own generator when given ``seed``:
+# a loss must never share a random stream with the data it is fed (if both draw normals from
+# generators seeded alike, the "noise" equals the data and DSM learns to read it off).
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
 
 
 class ExactSMLoss:
@@ -174,27 +183,31 @@ class ExactSMLoss:
 class DSMLoss:
     """:func:`dsm_loss` at one fixed noise level ``sigma`` (a single-level score model)."""
 
-    def __init__(self, sigma: float):
+    def __init__(self, sigma: float, seed: int | None = None):
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         self.sigma = float(sigma)
+        self.generator = _generator(seed)
 
     def __call__(self, model, x0, class_labels=None):
-        return dsm_loss(model, x0, self.sigma)
+        return dsm_loss(model, x0, self.sigma, generator=self.generator)
 
 
 class SlicedSMLoss:
     """:func:`ssm_loss`; ``variance_reduction=True`` gives SSM-VR."""
 
-    def __init__(self, n_projections: int = 1, variance_reduction: bool = False, projection: str = "gaussian"):
+    def __init__(self, n_projections: int = 1, variance_reduction: bool = False, projection: str = "gaussian",
+                 seed: int | None = None):
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection kind {projection!r}; valid kinds: {', '.join(PROJECTIONS)}")
         self.n_projections = int(n_projections)
         self.variance_reduction = bool(variance_reduction)
         self.projection = projection
+        self.generator = _generator(seed)
 
     def __call__(self, model, x0, class_labels=None):
-        return ssm_loss(model, x0, self.n_projections, self.variance_reduction, self.projection)
+        return ssm_loss(model, x0, self.n_projections, self.variance_reduction, self.projection,
+                        generator=self.generator)
 
 
 LOSSES = {"esm": ExactSMLoss, "dsm": DSMLoss, "ssm": SlicedSMLoss}
@@ -203,28 +216,31 @@ LOSSES = {"esm": ExactSMLoss, "dsm": DSMLoss, "ssm": SlicedSMLoss}
 # -- a score network and the measure of its error --------------------------------------------
 
 
-class ScoreMLP(nn.Module):
-    """A small MLP ``s(x): R^D -> R^D`` with smooth (softplus) activations.
+class ScoreNet(nn.Module):
+    """A single-level score model ``s(x)`` from any ``diffnotes.nets`` backbone.
 
-    Exact and sliced score matching differentiate the network's Jacobian with respect to its
-    weights, so the activation must be twice differentiable: with ReLU the trace term has zero
-    curvature in ``x`` and only piecewise information. Used by the three score-matching notebooks.
+    The backbone's signature is ``backbone(x_in, c_noise, class_labels=None)``; here there is one
+    noise level (none, for exact and sliced score matching), so ``c_noise`` is a constant. The
+    backbone must be twice differentiable in ``x`` (``nets.MLP`` uses SiLU): exact and sliced
+    score matching differentiate its Jacobian with respect to the weights. Used by the three
+    score-matching notebooks.
     """
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 2):
+    def __init__(self, backbone: nn.Module, c_noise: float = 0.0):
         super().__init__()
-        if dim < 1 or hidden < 1 or depth < 1:
-            raise ValueError(f"dim, hidden and depth must be >= 1, got {dim}, {hidden}, {depth}")
-        layers: list[nn.Module] = []
-        width = dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.Softplus()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.backbone = backbone
+        self.c_noise = float(c_noise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        c_noise = torch.full((x.shape[0],), self.c_noise, dtype=x.dtype, device=x.device)
+        return self.backbone(x, c_noise)
+
+
+def score_mlp(dim: int, hidden: int = 128, depth: int = 2) -> ScoreNet:
+    """``ScoreNet`` around ``diffnotes.nets.MLP`` (residual SiLU MLP), the notebooks' score model."""
+    from ..nets import MLP
+
+    return ScoreNet(MLP(dim=dim, hidden=hidden, depth=depth))
 
 
 def relative_score_error(score: ScoreFn, true_score: ScoreFn, x: torch.Tensor) -> float:
@@ -233,38 +249,6 @@ def relative_score_error(score: ScoreFn, true_score: ScoreFn, x: torch.Tensor) -
         s = score(x.to(torch.get_default_dtype())).double()
         s_true = true_score(x).double()
     return float(((s - s_true).pow(2).sum(1).mean() / s_true.pow(2).sum(1).mean()).sqrt())
-
-
-def train_score(
-    model: nn.Module,
-    loss_fn,
-    sample_data: Callable[[int], torch.Tensor],
-    steps: int,
-    *,
-    lr: float = 1e-3,
-    batch_size: int = 256,
-) -> list[float]:
-    """A plain Adam loop for single-level score models: ``sample_data(n)`` draws fresh data.
-
-    Deliberately minimal (no EMA, no checkpoints): the score-matching notebooks train for
-    seconds on data they can sample without end. The learning rate follows a cosine decay to
-    5% of ``lr``, which averages out the noise of the stochastic objectives (DSM's target, SSM's
-    projections) at the end of training. Returns the loss after every step.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.05 * lr)
-    history = []
-    for _ in range(steps):
-        x0 = sample_data(batch_size)
-        loss = loss_fn(model, x0).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(loss.item())
-    return history
 
 
 def time_per_step(model: nn.Module, loss_fn, x: torch.Tensor, repeats: int = 5) -> float:
