@@ -111,10 +111,10 @@ def _check_ddpm_to_vp():
 DDPM_TO_VP = Proof(
     name="ddpm_chain_to_vp_sde",
     title="DDPM's chain becomes the VP-SDE as N grows",
-    statement=(r"With \beta_i = \beta(i/N)/N, the chain x_i = \sqrt{1-\beta_i}\,x_{i-1} + \sqrt{\beta_i}\,z "
-               r"converges to \mathrm{d}x = -\tfrac12\beta(t)x\,\mathrm{d}t + \sqrt{\beta(t)}\,\mathrm{d}w; "
-               r"its kernel N(\sqrt{\bar\alpha_i}x_0, (1-\bar\alpha_i)I) tends to "
-               r"N(e^{-\frac12\int_0^t\beta}x_0, (1-e^{-\int_0^t\beta})I)."),
+    statement=(r"\beta_i = \tfrac{\beta(i/N)}{N}:\quad x_i = \sqrt{1-\beta_i}\,x_{i-1} + \sqrt{\beta_i}\,z"
+               r"\ \xrightarrow{N\to\infty}\ \mathrm{d}x = -\tfrac12\beta(t)\,x\,\mathrm{d}t + \sqrt{\beta(t)}\,\mathrm{d}w,\quad "
+               r"\mathcal{N}\big(\sqrt{\bar\alpha_i}\,x_0,\,(1-\bar\alpha_i)I\big) \to "
+               r"\mathcal{N}\big(e^{-\frac12\int_0^t\beta}x_0,\,(1-e^{-\int_0^t\beta})I\big)"),
     steps=[
         ("One step with beta_i = beta(t) h (h = 1/N): mean factor sqrt(1 - beta h) = 1 - beta h/2 + O(h^2), "
          "which is Euler-Maruyama's 1 + f h with f = -beta/2; the step variance beta h is g^2 h with g^2 = beta.",
@@ -163,9 +163,9 @@ def _check_smld_to_ve():
 SMLD_TO_VE = Proof(
     name="smld_chain_to_ve_sde",
     title="SMLD's noise levels as a chain become the VE-SDE",
-    statement=(r"x_i = x_{i-1} + \sqrt{\sigma_i^2-\sigma_{i-1}^2}\,z has kernel N(x_0, \sigma_i^2 I) exactly, and "
-               r"with \sigma_i = \sigma(i/N), N\to\infty, it becomes \mathrm{d}x = \sqrt{\mathrm{d}[\sigma^2]/\mathrm{d}t}\,\mathrm{d}w; "
-               r"for \sigma(t) = \sigma_\mathrm{min}(\sigma_\mathrm{max}/\sigma_\mathrm{min})^t that is Score SDE's VE-SDE."),
+    statement=(r"x_i = x_{i-1} + \sqrt{\sigma_i^2-\sigma_{i-1}^2}\,z,\ \sigma_0 = 0:\quad x_i \mid x_0 \sim \mathcal{N}(x_0, \sigma_i^2 I);"
+               r"\quad \sigma_i = \sigma(i/N),\ N\to\infty:\ \mathrm{d}x = \sqrt{\tfrac{\mathrm{d}[\sigma^2]}{\mathrm{d}t}}\,\mathrm{d}w"
+               r"\ \ (\text{VE-SDE for } \sigma(t) = \sigma_\mathrm{min}(\sigma_\mathrm{max}/\sigma_\mathrm{min})^t)"),
     steps=[
         ("Independent Gaussian increments add variances, which telescope (sigma_0 = 0):",
          sp.Eq(sp.Symbol(r"\sum_{j\le i}(\sigma_j^2-\sigma_{j-1}^2)"), sp.Symbol(r"\sigma_i^2"))),
@@ -197,9 +197,8 @@ def _check_vp_unit_variance():
 VP_UNIT_VARIANCE = Proof(
     name="vp_unit_variance",
     title="Why VP's signal and noise squares add to 1",
-    statement=(r"For VP, \alpha(t)^2 + \sigma_\mathrm{VP}(t)^2 = s^2 + s^2\sigma^2 = 1. The SDE is an Ornstein-Uhlenbeck "
-               r"process whose variance obeys \dot V = -\beta V + \beta, so V \equiv 1 is its fixed point: data of unit "
-               r"variance keep unit variance at every t, and other data relax to it as V = 1 + (c^2-1)e^{-B(t)}."),
+    statement=(r"\text{VP: } s^2 + s^2\sigma^2 = 1;\quad \dot V = 2fV + g^2 = -\beta V + \beta \ \Rightarrow\ "
+               r"V(t) = 1 + (c^2 - 1)\,e^{-B(t)},\ \ V \equiv 1 \text{ when } c = 1"),
     steps=[
         ("Kernel: mean factor and std.", sp.Eq(sp.Symbol(r"\alpha^2 + \sigma_{VP}^2"),
                                                sp.simplify(get_process("vp").alpha ** 2 + get_process("vp").std ** 2))),
@@ -230,8 +229,8 @@ def _check_subvp_below_vp():
 SUBVP_BELOW_VP = Proof(
     name="subvp_variance_below_vp",
     title="sub-VP's kernel variance never exceeds VP's",
-    statement=(r"\sigma^2_\mathrm{VP}(t) - \sigma^2_\mathrm{subVP}(t) = (1-e^{-B}) - (1-e^{-B})^2 = e^{-B}(1-e^{-B}) \ge 0 "
-               r"with B(t) = \int_0^t\beta \ge 0; both have the mean factor e^{-B/2}."),
+    statement=(r"\sigma^2_\mathrm{VP}(t) - \sigma^2_\mathrm{subVP}(t) = (1-e^{-B}) - (1-e^{-B})^2 = e^{-B}(1-e^{-B}) \ge 0,"
+               r"\quad B(t) = \int_0^t\beta \ge 0"),
     steps=[
         ("VP: std^2 = 1 - e^{-B}; sub-VP: std = 1 - e^{-B} (Song et al. 2021, eq. 31).", None),
         ("Difference:", sp.Eq(sp.Symbol(r"\sigma_{VP}^2-\sigma_{subVP}^2"), sp.exp(-sp.Symbol("B")) * (1 - sp.exp(-sp.Symbol("B"))))),
@@ -262,9 +261,9 @@ def _check_ddim_euler():
 DDIM_EULER = Proof(
     name="ddim_euler_pf_ode",
     title="DDIM with eta = 0 is Euler's method on the probability-flow ODE",
-    statement=(r"In \bar x = x/\sqrt{\bar\alpha} and \sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}, DDIM's deterministic "
-               r"update is exactly \bar x_{i-1} = \bar x_i + (\sigma_{i-1}-\sigma_i)\,\epsilon_\theta(x_i), one Euler "
-               r"step of \mathrm{d}\bar x/\mathrm{d}\sigma = \epsilon, the PF-ODE with \sigma(t) = t, s(t) = 1 (EDM Table 1)."),
+    statement=(r"\bar x = \frac{x}{\sqrt{\bar\alpha}},\ \sigma = \sqrt{\frac{1-\bar\alpha}{\bar\alpha}}:\quad "
+               r"\text{DDIM}(\eta = 0):\ \bar x_{i-1} = \bar x_i + (\sigma_{i-1}-\sigma_i)\,\epsilon_\theta(x_i) "
+               r"= \text{Euler step of } \frac{\mathrm{d}\bar x}{\mathrm{d}\sigma} = \epsilon \ \ (\sigma(t) = t,\ s(t) = 1)"),
     steps=[
         ("DDIM (eta = 0): x_{i-1} = sqrt(ab_{i-1}) (x_i - sqrt(1-ab_i) eps)/sqrt(ab_i) + sqrt(1-ab_{i-1}) eps.", None),
         ("Divide by sqrt(ab_{i-1}): x_{i-1}/sqrt(ab_{i-1}) = x_i/sqrt(ab_i) - sigma_i eps + sigma_{i-1} eps.", None),
@@ -299,9 +298,9 @@ def _check_ddim_eta_one():
 DDIM_ETA_ONE = Proof(
     name="ddim_eta_one_ddpm_posterior",
     title="DDIM with eta = 1 samples DDPM's posterior",
-    statement=(r"With \sigma_i(\eta) = \eta\sqrt{(1-\bar\alpha_{i-1})/(1-\bar\alpha_i)}\sqrt{1-\bar\alpha_i/\bar\alpha_{i-1}}, "
-               r"\eta = 1 gives \sigma_i^2 = \tilde\beta_i = \frac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\beta_i and DDIM's "
-               r"q(x_{i-1}\mid x_i, x_0) has DDPM's posterior mean \tilde\mu_i(x_i, x_0)."),
+    statement=(r"\sigma_i(\eta) = \eta\sqrt{\tfrac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}}\sqrt{1-\tfrac{\bar\alpha_i}{\bar\alpha_{i-1}}}:\quad "
+               r"\sigma_i(1)^2 = \tilde\beta_i = \tfrac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\beta_i,\ \ "
+               r"\mathbb{E}_{q_{\sigma(1)}}[x_{i-1}\mid x_i, x_0] = \tilde\mu_i(x_i, x_0)"),
     steps=[
         ("DDIM eq. 16 at eta = 1, with beta_i = 1 - ab_i / ab_{i-1}:",
          sp.Eq(sp.Symbol(r"\sigma_i(1)^2"), sp.Symbol(r"\tilde\beta_i"))),
@@ -333,10 +332,9 @@ def _check_sigma_only():
 SIGMA_ONLY = Proof(
     name="pf_ode_depends_on_sigma_only",
     title="The PF-ODE depends on sigma, not on how t parameterizes it",
-    statement=(r"With s = 1 the PF-ODE is \mathrm{d}x/\mathrm{d}t = -\dot\sigma\sigma\,\nabla_x\log p(x;\sigma(t)), i.e. "
-               r"\mathrm{d}x/\mathrm{d}\sigma = -\sigma\nabla_x\log p(x;\sigma): VE with \sigma = \sqrt t and DDIM with "
-               r"\sigma = t trace the same trajectories, related by t_\mathrm{VE} = t_\mathrm{DDIM}^2. With a scale, "
-               r"\tilde x = x/s obeys \mathrm{d}\tilde x/\mathrm{d}\sigma = (\tilde x - D(\tilde x;\sigma))/\sigma for every (s, \sigma)."),
+    statement=(r"s = 1:\ \frac{\mathrm{d}x}{\mathrm{d}\sigma} = -\sigma\,\nabla_x\log p(x;\sigma)\ \text{ for any } \sigma(t);\quad "
+               r"x_\mathrm{DDIM}(u) = x_\mathrm{VE}(u^2)\ (\sigma_\mathrm{VE} = \sqrt t,\ \sigma_\mathrm{DDIM} = t);\quad "
+               r"\frac{\mathrm{d}(x/s)}{\mathrm{d}\sigma} = \frac{x/s - D(x/s;\sigma)}{\sigma}"),
     steps=[
         ("VE (EDM's sigma = sqrt t): f = 0, g = 1, drift -S(x, sqrt t)/2. DDIM (sigma = t): f = 0, g^2 = 2t, drift -t S(x, t).", None),
         ("x_DDIM(u) := x_VE(u^2) has derivative 2u * (-S(x, u)/2) = -u S(x, u): DDIM's drift.", None),
@@ -375,9 +373,9 @@ def _check_edm_general_ode():
 EDM_GENERAL_ODE = Proof(
     name="edm_general_ode",
     title="EDM's ODE in (s, sigma) is the probability-flow ODE",
-    statement=(r"With f = \dot s/s, g = s\sqrt{2\dot\sigma\sigma} and \nabla_x\log p_t(x) = (D(x/s;\sigma) - x/s)/(s\sigma^2), "
-               r"\mathrm{d}x/\mathrm{d}t = f x - \tfrac12 g^2\nabla_x\log p_t(x) = "
-               r"\left(\frac{\dot\sigma}{\sigma}+\frac{\dot s}{s}\right)x - \frac{\dot\sigma s}{\sigma}D(x/s;\sigma)."),
+    statement=(r"f = \frac{\dot s}{s},\ g = s\sqrt{2\dot\sigma\sigma},\ \nabla_x\log p_t(x) = \frac{D(x/s;\sigma) - x/s}{s\sigma^2}:\quad "
+               r"f x - \tfrac12 g^2\nabla_x\log p_t(x) = "
+               r"\left(\frac{\dot\sigma}{\sigma}+\frac{\dot s}{s}\right)x - \frac{\dot\sigma s}{\sigma}D(x/s;\sigma)"),
     steps=[
         ("EDM eq. 4 (with Tweedie's D): the general ODE.",
          sp.Eq(sp.Symbol(r"\frac{\mathrm{d}x}{\mathrm{d}t}"), edm_ode_drift(sp.Function("sigma")(t), sp.Function("s")(t), X, sp.Symbol("D")))),
@@ -405,9 +403,9 @@ def _check_table1_columns():
 EDM_TABLE1 = Proof(
     name="edm_table1_columns",
     title="EDM Table 1: each column's sigma, s, sigma^{-1} and loss weight agree",
-    statement=(r"For VP, VE, iDDPM+DDIM and EDM: \sigma^{-1}(\sigma(t)) = t, the SDE (f, g) of each column has kernels "
-               r"N(s x_0, s^2\sigma^2 I), \lambda(\sigma)c_\mathrm{out}(\sigma)^2 = 1 (every column weights the loss so "
-               r"the network's own target has unit weight), and VP's c_\mathrm{in}(\sigma(t)) = s(t)."),
+    statement=(r"\text{VP, VE, iDDPM+DDIM, EDM}:\quad \sigma^{-1}(\sigma(t)) = t,\ \ "
+               r"f = \tfrac{\dot s}{s},\ g^2 = 2s^2\dot\sigma\sigma,\ \ \lambda(\sigma)\,c_\mathrm{out}(\sigma)^2 = 1;\quad "
+               r"\text{VP: } c_\mathrm{in}(\sigma(t)) = s(t)"),
     steps=[
         ("VP: sigma(t) = sqrt(exp(beta_d t^2/2 + beta_min t) - 1), s(t) = 1/sqrt(exp(...)); "
          "sigma^{-1} solves the quadratic beta_d t^2/2 + beta_min t = ln(sigma^2 + 1).",
@@ -446,11 +444,11 @@ def _check_edm_precond():
 EDM_PRECOND = Proof(
     name="edm_preconditioning_unit_variance",
     title="EDM's c_skip, c_out, c_in and lambda from unit variance",
-    statement=(r"Requiring unit variance of the network input c_\mathrm{in}(y+n) and of its target "
-               r"(y - c_\mathrm{skip}(y+n))/c_\mathrm{out}, and choosing c_\mathrm{skip} to minimize c_\mathrm{out}, gives "
-               r"c_\mathrm{in} = 1/\sqrt{\sigma^2+\sigma_\mathrm{data}^2}, c_\mathrm{skip} = \sigma_\mathrm{data}^2/(\sigma^2+\sigma_\mathrm{data}^2), "
-               r"c_\mathrm{out} = \sigma\sigma_\mathrm{data}/\sqrt{\sigma^2+\sigma_\mathrm{data}^2}, and "
-               r"\lambda(\sigma) = 1/c_\mathrm{out}^2 = (\sigma^2+\sigma_\mathrm{data}^2)/(\sigma\sigma_\mathrm{data})^2."),
+    statement=(r"\operatorname{Var}[c_\mathrm{in}(y+n)] = 1,\ \operatorname{Var}\Big[\tfrac{y - c_\mathrm{skip}(y+n)}{c_\mathrm{out}}\Big] = 1,\ "
+               r"\min_{c_\mathrm{skip}} c_\mathrm{out}:\ "
+               r"c_\mathrm{in} = \tfrac{1}{\sqrt{\sigma^2+\sigma_\mathrm{data}^2}},\ c_\mathrm{skip} = \tfrac{\sigma_\mathrm{data}^2}{\sigma^2+\sigma_\mathrm{data}^2},\ "
+               r"c_\mathrm{out} = \tfrac{\sigma\sigma_\mathrm{data}}{\sqrt{\sigma^2+\sigma_\mathrm{data}^2}},\ "
+               r"\lambda = \tfrac{1}{c_\mathrm{out}^2} = \tfrac{\sigma^2+\sigma_\mathrm{data}^2}{(\sigma\sigma_\mathrm{data})^2}"),
     steps=[
         ("Input: Var[c_in (y + n)] = c_in^2 (sigma_data^2 + sigma^2) = 1.", None),
         ("Target: Var[(y - c_skip (y + n)) / c_out] = 1 gives",
@@ -482,11 +480,10 @@ def _check_vdm_edm():
 VDM_EDM = Proof(
     name="vdm_edm_same_family",
     title="VDM's (alpha, sigma) and EDM's (s, sigma) are one family",
-    statement=(r"With \alpha^2 = \mathrm{sigmoid}(-\gamma), \sigma_\mathrm{VDM}^2 = \mathrm{sigmoid}(\gamma) and "
-               r"\mathrm{SNR} = \alpha^2/\sigma_\mathrm{VDM}^2 = e^{-\gamma}, VDM is EDM's form with s = \alpha and "
-               r"\sigma = \sigma_\mathrm{VDM}/\alpha = e^{\gamma/2} = \mathrm{SNR}^{-1/2}, for any schedule \gamma(t); "
-               r"VDM's SDE (f = \mathrm{d}\log\alpha/\mathrm{d}t, g^2 = \mathrm{d}\sigma^2/\mathrm{d}t - 2f\sigma^2) is EDM's "
-               r"(f = \dot s/s, g = s\sqrt{2\dot\sigma\sigma}), so their PF-ODEs coincide."),
+    statement=(r"\alpha^2 = \mathrm{sigmoid}(-\gamma),\ \sigma_\mathrm{VDM}^2 = \mathrm{sigmoid}(\gamma):\quad "
+               r"s = \alpha,\ \sigma = \frac{\sigma_\mathrm{VDM}}{\alpha} = e^{\gamma/2} = \mathrm{SNR}^{-1/2};\ \ "
+               r"f_\mathrm{VDM} = \tfrac{\mathrm{d}\log\alpha}{\mathrm{d}t} = \tfrac{\dot s}{s},\ "
+               r"g^2_\mathrm{VDM} = \tfrac{\mathrm{d}\sigma_\mathrm{VDM}^2}{\mathrm{d}t} - 2f\sigma_\mathrm{VDM}^2 = 2s^2\dot\sigma\sigma"),
     steps=[
         ("EDM's sigma is a function of the SNR alone:", sp.Eq(sp.Symbol(r"\sigma_\mathrm{EDM}"), sp.exp(sp.Function("gamma")(t) / 2))),
         ("VDM's f and g^2 equal EDM's f = s'/s and g^2 = 2 s^2 sigma' sigma for a generic gamma(t).", None),
@@ -523,11 +520,9 @@ def _check_vdm_weight():
 VDM_WEIGHT = Proof(
     name="vdm_elbo_as_edm_weight",
     title="VDM's continuous-time ELBO as an EDM loss weight",
-    statement=(r"VDM's L_\infty = -\tfrac12\mathbb{E}_{t\sim U(0,1)}[\mathrm{SNR}'(t)\lVert x - \hat x_\theta\rVert^2] has weight "
-               r"-\tfrac12\mathrm{SNR}' = \dot\sigma/\sigma^3 in t. With the linear \gamma(t), t\sim U(0,1) makes \ln\sigma uniform on "
-               r"[\gamma_\mathrm{min}/2, \gamma_\mathrm{max}/2], and the loss is EDM's \mathbb{E}_\sigma[\lambda(\sigma)\lVert D - y\rVert^2] "
-               r"with \lambda(\sigma) = (\gamma_\mathrm{max}-\gamma_\mathrm{min})/(2\sigma^2): the VP/VE weighting 1/\sigma^2 "
-               r"up to a constant, not EDM's (\sigma^2+\sigma_\mathrm{data}^2)/(\sigma\sigma_\mathrm{data})^2."),
+    statement=(r"-\tfrac12\,\mathrm{SNR}'(t) = \frac{\dot\sigma}{\sigma^3};\quad \gamma \text{ linear},\ t\sim\mathcal{U}(0,1):\ "
+               r"\ln\sigma \sim \mathcal{U}\big(\tfrac{\gamma_\mathrm{min}}{2}, \tfrac{\gamma_\mathrm{max}}{2}\big),\ "
+               r"\lambda_\mathrm{VDM}(\sigma) = \frac{\gamma_\mathrm{max}-\gamma_\mathrm{min}}{2\sigma^2}"),
     steps=[
         ("SNR = sigma^{-2}, so -SNR'/2 = sigma'/sigma^3 for any gamma(t).", None),
         ("Linear gamma: sigma = exp(gamma/2), t uniform -> p(sigma) = 2/((gamma_max - gamma_min) sigma) (log-uniform).",
@@ -561,10 +556,9 @@ def _check_iddpm():
 IDDPM = Proof(
     name="iddpm_cosine_schedule",
     title="iDDPM's cosine schedule in EDM's language, and where discrete and continuous differ",
-    statement=(r"iDDPM's \bar\alpha(t) = \cos^2(\tfrac{\pi}{2}\tfrac{t+s}{1+s})/\cos^2(\tfrac{\pi}{2}\tfrac{s}{1+s}) gives "
-               r"\sigma(t) = \sqrt{1/\bar\alpha(t) - 1}, s(t) = \sqrt{\bar\alpha(t)} and \mathrm{SNR}(t) = \bar\alpha/(1-\bar\alpha); "
-               r"EDM's u_{j-1} = \sqrt{(u_j^2+1)/\max(\bar\alpha_{j-1}/\bar\alpha_j, C_1) - 1} is this relation step by step, "
-               r"with iDDPM's clipping \beta \le 0.999 as the max."),
+    statement=(r"\bar\alpha(t) = \frac{\cos^2\big(\frac{\pi}{2}\frac{t+s}{1+s}\big)}{\cos^2\big(\frac{\pi}{2}\frac{s}{1+s}\big)}:\ "
+               r"\sigma(t) = \sqrt{\tfrac{1}{\bar\alpha(t)} - 1},\ \mathrm{SNR}(t) = \tfrac{\bar\alpha}{1-\bar\alpha};\quad "
+               r"u_{j-1} = \sqrt{\tfrac{u_j^2+1}{\max(\bar\alpha_{j-1}/\bar\alpha_j,\, C_1)} - 1}"),
     steps=[
         ("SNR and sigma:", sp.Eq(sp.Symbol(r"\mathrm{SNR}(t)"), sp.Symbol(r"\bar\alpha(t)/(1-\bar\alpha(t))"))),
         ("Unclipped, the u_j recursion is sigma^2 + 1 = 1/alpha_bar applied to consecutive steps.", None),
