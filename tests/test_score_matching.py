@@ -164,7 +164,7 @@ def test_training_with_dsm_recovers_a_gaussian_score():
     chol = torch.linalg.cholesky(cov)
     sigma = 0.5
     result = fit(score_mlp(2, hidden=32), DSMLoss(sigma, seed=1), lambda n, g: torch.randn(n, 2, generator=g) @ chol.T,
-                 400, lr=3e-3, batch_size=1024, ema_halflife=50, device="cpu", progress=False)
+                 250, lr=3e-3, batch_size=512, ema_halflife=30, device="cpu", progress=False)
     net = result.model_ema
     prec = torch.linalg.inv(cov + sigma**2 * torch.eye(2))
     x = torch.randn(2000, 2) @ chol.T
