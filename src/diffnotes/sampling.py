@@ -311,8 +311,12 @@ def sample_dpmpp_3m(denoiser, x, sigmas, *, callback=None, progress=False):
         e^{-h} int_0^h tau e^tau dtau  = h - 1 + e^{-h}        = phi_1
         e^{-h} int_0^h tau^2 e^tau dtau = h^2 - 2 phi_1        = phi_2.
     The first step is first order, the second uses the linear polynomial, the step into
-    sigma = 0 returns D (as in 2M). Note diffusers' 3rd-order update weights the curvature term
-    by phi_2 / 2 relative to this derivation; ``benchmarks/bench_samplers.py`` measures both.
+    sigma = 0 returns D (as in 2M). ``tests/test_sampling.py`` measures order 3.
+
+    diffusers' (0.42) third-order DPM-Solver++ update gives the curvature term half this weight
+    (its D2 = (D1_0 - D1_1) / (r0 + r1) is h^2 b, multiplied by phi_2 / (2 h^2)); on the GMM that
+    variant measured order ~2.4 between 16 and 64 steps but a smaller error at 16 steps. The
+    sampler benchmark (``benchmarks/results_samplers.md``) shows both on the same sigmas.
     """
     s = _check(x, sigmas)
     history: list[tuple[float, torch.Tensor]] = []  # (lambda_j, D_j), newest last, at most 2 kept
