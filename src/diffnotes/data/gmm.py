@@ -65,34 +65,45 @@ class GaussianMixture:
 
     # -- exact quantities of the noisy marginal p(x; sigma) -------------------------------
     def _component_terms(self, x: torch.Tensor, sigma):
-        """log w_k + log N(x; mu_k, C_k + sigma^2 I) and the precisions, per component."""
+        """log w_k + log N(x; mu_k, C_k + sigma^2 I) and the score of each component.
+
+        Each covariance is diagonalised once, C_k = U_k diag(lam_k) U_k^T, so that for any
+        per-sample sigma, (C_k + sigma^2 I)^-1 = U_k diag(1 / (lam_k + sigma^2)) U_k^T: no matrix
+        is inverted per sample.
+        """
         x = x.to(self.dtype)
-        s = _as_sigma(sigma, x)  # (N,1)
-        eye = torch.eye(self.dim, dtype=self.dtype)
-        # (N, K, d, d) covariances of the noisy components
-        cov = self.covs.unsqueeze(0) + (s**2).reshape(-1, 1, 1, 1) * eye
-        diff = x.unsqueeze(1) - self.means.unsqueeze(0)  # (N, K, d)
-        prec = torch.linalg.inv(cov)
-        maha = torch.einsum("nki,nkij,nkj->nk", diff, prec, diff)
-        logdet = torch.linalg.slogdet(cov).logabsdet
+        s2 = _as_sigma(sigma, x) ** 2  # (N,1)
+        lam, vecs = self._eig  # (K,d), (K,d,d)
+        diff = x.unsqueeze(1) - self.means.unsqueeze(0)  # (N,K,d)
+        proj = torch.einsum("kji,nkj->nki", vecs, diff)  # U_k^T (x - mu_k)
+        var = lam.unsqueeze(0) + s2.unsqueeze(-1)  # (N,K,d) eigenvalues of C_k + sigma^2 I
+        maha = (proj**2 / var).sum(-1)
+        logdet = torch.log(var).sum(-1)
         log_comp = torch.log(self.weights) - 0.5 * (maha + logdet + self.dim * math.log(2 * math.pi))
-        return log_comp, diff, prec
+        comp_scores = -torch.einsum("kij,nkj->nki", vecs, proj / var)  # -(C_k + s^2 I)^-1 (x - mu_k)
+        return log_comp, comp_scores
+
+    @property
+    def _eig(self):
+        if not hasattr(self, "_eig_cache"):
+            lam, vecs = torch.linalg.eigh(self.covs)
+            self._eig_cache = (lam, vecs)
+        return self._eig_cache
 
     def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """Exact log p(x; sigma) of the mixture convolved with N(0, sigma^2 I)."""
-        log_comp, _, _ = self._component_terms(x, sigma)
+        log_comp, _ = self._component_terms(x, sigma)
         return torch.logsumexp(log_comp, dim=1)
 
     def responsibilities(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """Posterior component probabilities p(k | x; sigma), shape (N, K)."""
-        log_comp, _, _ = self._component_terms(x, sigma)
+        log_comp, _ = self._component_terms(x, sigma)
         return torch.softmax(log_comp, dim=1)
 
     def score(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """Exact score grad_x log p(x; sigma), shape (N, d)."""
-        log_comp, diff, prec = self._component_terms(x, sigma)
+        log_comp, comp_scores = self._component_terms(x, sigma)
         r = torch.softmax(log_comp, dim=1)  # (N,K)
-        comp_scores = -torch.einsum("nkij,nkj->nki", prec, diff)
         return torch.einsum("nk,nki->ni", r, comp_scores)
 
     def denoiser(self, x: torch.Tensor, sigma) -> torch.Tensor:
