@@ -148,7 +148,7 @@ def _images():
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    kw = dict(lr=1e-3, batch_size=8, ema_decay=0.9, warmup=3, seed=7, progress=False, log_every=2)
+    kw = dict(lr=1e-3, batch_size=8, ema_decay=0.9, warmup=3, seed=7, progress=False, log_every=2, device="cpu")
     straight = fit(_tiny_unet(), EDMLoss(), _images(), 12, **kw)
     first = fit(_tiny_unet(), EDMLoss(), _images(), 6, ckpt_dir=tmp_path, **kw)
     assert first.step == 6 and (tmp_path / CKPT_NAME).exists()

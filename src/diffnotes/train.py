@@ -198,7 +198,7 @@ class _Batches:
 # ----------------------------------------------------------------------------------------------
 
 
-def _distributed():
+def _distributed(device: torch.device):
     """(rank, world_size, created) under torchrun; (0, 1, False) otherwise."""
     import torch.distributed as dist
 
@@ -207,7 +207,7 @@ def _distributed():
         return 0, 1, False
     created = False
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         created = True
     return dist.get_rank(), dist.get_world_size(), created
 
@@ -219,9 +219,9 @@ def _rng_state(generator, world):
     if world > 1:  # each rank draws its own loss noise: keep every rank's torch state
         import torch.distributed as dist
 
-        mine = torch.get_rng_state()
+        mine = torch.get_rng_state().to(_comm_device())  # nccl gathers CUDA tensors only
         states = [torch.empty_like(mine) for _ in range(world)]
-        dist.all_gather(states, mine.to(_comm_device()) if _comm_device().type == "cuda" else mine)
+        dist.all_gather(states, mine)
         state["torch_per_rank"] = [s.cpu() for s in states]
     return state
 
@@ -318,18 +318,18 @@ def fit(
     if ema_halflife is not None:
         ema_decay = 0.5 ** (1.0 / ema_halflife)
 
-    rank, world, created_group = _distributed()
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
     if device is None:
         from .device import default_device
 
         device = default_device()
-        if world > 1 and device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
+    rank, world, created_group = _distributed(device)
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
 
     model.to(device)
     model.train()
@@ -346,7 +346,7 @@ def fit(
     ckpt_path = Path(ckpt_dir) / CKPT_NAME if ckpt_dir is not None else None
     start, losses, last_good = 0, [], None
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay on the CPU
         model.load_state_dict(state["model"])
         model_ema.load_state_dict(state["model_ema"])
         optimizer.load_state_dict(state["optimizer"])
