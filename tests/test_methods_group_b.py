@@ -168,3 +168,138 @@ def test_score_sde_bad_input():
         score_sde.time_sigmas("ve", 1)
     with pytest.raises(ValueError):
         score_sde.get_sde("vp", sigma_max=3.0)  # the VP SDE has no sigma_max
+
+
+# -- iDDPM ------------------------------------------------------------------------------------
+from diffnotes.methods import ddpm as ddpm_method  # noqa: E402
+from diffnotes.methods import iddpm  # noqa: E402
+
+
+class _ConstantV(torch.nn.Module):
+    """A variance head whose raw output is a constant: out = 2 v - 1."""
+
+    def __init__(self, v: float):
+        super().__init__()
+        self.out = 2 * v - 1
+
+    def forward(self, x_in, c_noise, class_labels=None):
+        return torch.full_like(x_in, self.out)
+
+
+def _random_denoiser(seed=0):
+    from diffnotes.nets import MLP
+    from diffnotes.precond import VPPrecond
+
+    torch.manual_seed(seed)
+    net = MLP(2, hidden=16, depth=1)
+    torch.nn.init.normal_(net.out.weight, std=0.3)
+    return VPPrecond(net).double()
+
+
+def test_cosine_schedule_is_eq17_and_clipped():
+    sched = iddpm.cosine_schedule(1000)
+    i = torch.arange(0, 1001, dtype=torch.float64)
+    f = torch.cos((i / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # eq. 17, written out independently
+    betas = torch.clamp(1 - f[1:] / f[:-1], max=0.999)
+    assert torch.allclose(sched.betas, betas, rtol=1e-10, atol=1e-14)
+    assert float(sched.betas[-1]) == pytest.approx(0.999)
+    # before clipping alpha_bar is the theory's continuous cosine alpha_bar(t) at t = i / T
+    from diffnotes.theory import get_process
+
+    scale = get_process("iddpm").lambdify("numpy").scale
+    t = (torch.arange(1, 991, dtype=torch.float64) / 1000).numpy()
+    assert torch.allclose(sched.alpha_bar[:990], torch.from_numpy(scale(t) ** 2), rtol=1e-9)
+
+
+def test_linear_schedule_and_respace():
+    assert torch.allclose(iddpm.linear_schedule(1000).betas, ddpm_method.DDPMSchedule.linear().betas)
+    assert float(iddpm.linear_schedule(100).betas[-1]) == pytest.approx(0.2)
+    sched = iddpm.cosine_schedule(1000)
+    short, kept = iddpm.respace(sched, 50)
+    assert kept[0] == 1 and kept[-1] == 1000 and short.T == 50
+    assert torch.allclose(short.alpha_bar, sched.alpha_bar[kept - 1], rtol=1e-12)
+    same, _ = iddpm.respace(sched, 1000)
+    assert torch.allclose(same.betas, sched.betas, rtol=1e-12)
+    # the kept steps are the noise levels of DDPMSchedule.sampling_sigmas
+    assert torch.allclose(sched.sampling_sigmas(50)[:-1].flip(0), sched.sigmas[kept - 1])
+
+
+def test_log_variance_interpolates_between_the_bounds():
+    sched = iddpm.cosine_schedule(100)
+    t = torch.tensor([2, 50, 100])
+    ones = torch.ones(3, 2, dtype=torch.float64)
+    assert torch.allclose(iddpm.log_variance(ones, sched, t), sched.betas[t - 1].log()[:, None].expand(3, 2))
+    assert torch.allclose(iddpm.log_variance(0 * ones, sched, t), sched.beta_tilde[t - 1].log()[:, None].expand(3, 2))
+
+
+@pytest.mark.parametrize("v, kind", [(0.0, "beta_tilde"), (1.0, "beta")])
+def test_vlb_term_with_fixed_v_equals_ddpm_bound(v, kind):
+    sched = iddpm.cosine_schedule(100)
+    model = iddpm.LearnedVarianceModel(_random_denoiser(), _ConstantV(v))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(16, 2, generator=gen, dtype=torch.float64)
+    noise = torch.randn(16, 2, generator=gen, dtype=torch.float64)
+    t = torch.randint(2, 101, (16,), generator=gen)
+    ours, _, _ = iddpm.vlb_term(model, x0, t, sched, noise=noise)
+    theirs = ddpm_method.vlb_terms(lambda x, s, c=None: model(x, s), x0, t, sched, reverse_variance=kind, noise=noise)
+    assert torch.allclose(ours, theirs, rtol=1e-9)
+
+
+def test_hybrid_loss_stops_the_mean_gradient_in_l_vlb():
+    sched = iddpm.cosine_schedule(50)
+    x0 = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def grads(lam):
+        from diffnotes.nets import MLP
+
+        torch.manual_seed(3)
+        model = iddpm.LearnedVarianceModel(_random_denoiser(), MLP(2, hidden=8, depth=1).double())
+        torch.nn.init.normal_(model.v_backbone.out.weight, std=0.5)
+        torch.manual_seed(4)
+        iddpm.HybridLoss(sched, lam)(model, x0).mean().backward()
+        return [p.grad.clone() for p in model.denoiser.parameters()], [p.grad for p in model.v_backbone.parameters()]
+
+    mean_0, var_0 = grads(0.0)
+    mean_1, var_1 = grads(1.0)
+    assert all(torch.allclose(a, b) for a, b in zip(mean_0, mean_1))  # L_vlb does not move the mean
+    assert all(g is None or float(g.abs().sum()) == 0 for g in var_0)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in var_1)  # ... but trains the variance
+
+
+@pytest.mark.parametrize("v, variance", [(0.0, "posterior"), (1.0, "beta")])
+def test_learned_variance_sampler_equals_engine_ancestral_for_fixed_v(v, variance):
+    from diffnotes.sampling import sample as engine_sample
+
+    sched = iddpm.cosine_schedule(200)
+    model = iddpm.LearnedVarianceModel(_random_denoiser(), _ConstantV(v))
+    ours = iddpm.sample(model, (64, 2), sched, steps=20, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 2, generator=gen, dtype=torch.float64) * sched.prior_scale()
+    theirs = engine_sample(model, x, sched.sampling_sigmas(20), "ancestral", variance=variance, generator=gen)
+    assert torch.allclose(ours, theirs, rtol=1e-7, atol=1e-9)
+
+
+def test_importance_sampler():
+    sampler = iddpm.ImportanceSampler(4, history=2, uniform_prob=0.0)
+    assert torch.allclose(sampler.probs(), torch.full((4,), 0.25, dtype=torch.float64))
+    sampler.update(torch.tensor([1, 1, 2, 2, 3, 3, 4]), torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0]))
+    assert not sampler.warmed_up
+    sampler.update(torch.tensor([4, 4]), torch.tensor([4.0, 4.0]))  # the oldest 4.0 drops out
+    assert sampler.warmed_up
+    assert torch.allclose(sampler.probs(), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64) / 10)
+    t, p = sampler.sample(1000, torch.Generator().manual_seed(0))
+    assert int(t.min()) >= 1 and int(t.max()) <= 4
+    assert float((t == 4).double().mean()) == pytest.approx(0.4, abs=0.06)
+    with pytest.raises(ValueError):
+        iddpm.ImportanceSampler(0)
+
+
+def test_iddpm_bad_input():
+    with pytest.raises(ValueError):
+        iddpm.cosine_schedule(1)
+    with pytest.raises(ValueError):
+        iddpm.respace(iddpm.cosine_schedule(10), 11)
+    with pytest.raises(ValueError):
+        iddpm.HybridLoss(iddpm.cosine_schedule(10), -1.0)
+    with pytest.raises(ValueError):
+        iddpm.VLBLoss(iddpm.cosine_schedule(10), iddpm.ImportanceSampler(5))
