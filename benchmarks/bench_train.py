@@ -157,9 +157,10 @@ def main() -> int:
         "",
         f"* Machine: {_machine()}; `torch.set_num_threads(2)`.",
         f"* torch {torch.__version__}, diffusers {diffusers.__version__}.",
-        f"* Load average (1 min) {load_before:.1f} before and {load_after:.1f} after: other processes shared "
-        "the CPUs, so absolute rates are low and noisy; the two models alternate rounds, so the ratio is the "
-        "meaningful number.",
+        f"* Load average (1 min) {load_before:.1f} before and {load_after:.1f} after"
+        + (": other processes shared the CPUs, so absolute rates are low and noisy" if max(load_before, load_after)
+           > 0.5 * (os.cpu_count() or 1) else ": the machine was otherwise quiet")
+        + "; the two models alternate rounds and the median ratio is reported.",
         f"* Runtime {seconds:.0f} s.",
         "",
         "## Training steps per second (AdamW, forward + backward), same architecture",

@@ -124,12 +124,13 @@ def test_fit_learns_the_gmm_denoiser():
     model = EDMPrecond(MLP(hidden=64, depth=2), sigma_data=1.0)
     result = fit(model, EDMLoss(sigma_data=1.0), gmm, 400, lr=3e-3, batch_size=256, ema_decay=0.98, progress=False)
     assert len(result.losses) == 400 and result.step == 400
+    model_ema = result.model_ema.cpu()  # fit trains on CUDA when present
     x = gmm.sample(2000, torch.Generator().manual_seed(1)).float()
     sigma = torch.tensor(0.5)
     xn = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     truth = gmm.denoiser(xn.double(), sigma).float()
     with torch.no_grad():
-        err_trained = (result.model_ema(xn, sigma) - truth).square().mean()
+        err_trained = (model_ema(xn, sigma) - truth).square().mean()
         err_init = (EDMPrecond(Zero(), sigma_data=1.0)(xn, sigma) - truth).square().mean()
     assert err_trained < 0.25 * err_init, (float(err_trained), float(err_init))
     first, last = sum(result.losses[:40]) / 40, sum(result.losses[-40:]) / 40
