@@ -415,8 +415,48 @@ def render_numbers(items: list[Paper] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+THEME_SLUGS = {
+    "Score matching and foundations": "foundations",
+    "DDPM family and samplers": "ddpm-family",
+    "SDE view and EDM": "sde-edm",
+    "Conditioning and inverse problems": "conditioning",
+    "Efficiency": "efficiency",
+    "Related ideas": "related",
+}
+
+
+def render_theme(theme: str, items: list[Paper] | None = None, root: Path | None = None) -> str:
+    """The papers of one theme, for the theme's overview page (``book/themes/<slug>.md``).
+
+    A paper whose chapter exists (``book/papers/<key>.md``) links to it; the others are listed
+    with their one-line contribution until their chapter is written.
+    """
+    if theme not in THEMES:
+        raise ValueError(f"unknown theme {theme!r}; valid: {', '.join(THEMES)}")
+    from .tables import find_root
+
+    root = root or find_root()
+    items = sorted((p for p in (items if items is not None else papers()) if p.theme == theme),
+                   key=lambda p: (p.year, p.key))
+    lines = ["| Paper | Year | Alias | Chapter | Contribution | CIFAR-10 numbers |", "|---|---|---|---|---|---|"]
+    for p in items:
+        has_chapter = (root / "book" / "papers" / f"{p.key}.md").is_file()
+        chapter = f"[chapter](../papers/{p.key}.md)" if has_chapter else "not yet written"
+        numbers = "; ".join(x for x in (
+            f"FID {_fid(p, 'fid_uncond')}" if p.result("fid_uncond") else "",
+            f"cond. FID {_fid(p, 'fid_cond')}" if p.result("fid_cond") else "",
+            _other_numbers(p) if _other_numbers(p) != "–" else "",
+        ) if x) or "–"
+        row = [_cite(p.key), str(p.year), p.alias, chapter, p.contribution, numbers]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATED_TABLES = [
     GeneratedTable("outlook", render_outlook, "src/diffnotes/data/papers.yaml"),
     GeneratedTable("corrections", render_corrections, "src/diffnotes/data/papers.yaml"),
     GeneratedTable("paper-numbers", render_numbers, "src/diffnotes/data/papers.yaml"),
+] + [
+    GeneratedTable(f"theme-{slug}", functools.partial(render_theme, theme), "src/diffnotes/data/papers.yaml")
+    for theme, slug in THEME_SLUGS.items()
 ]
