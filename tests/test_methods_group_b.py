@@ -175,17 +175,6 @@ from diffnotes.methods import ddpm as ddpm_method  # noqa: E402
 from diffnotes.methods import iddpm  # noqa: E402
 
 
-class _ConstantV(torch.nn.Module):
-    """A variance head whose raw output is a constant: out = 2 v - 1."""
-
-    def __init__(self, v: float):
-        super().__init__()
-        self.out = 2 * v - 1
-
-    def forward(self, x_in, c_noise, class_labels=None):
-        return torch.full_like(x_in, self.out)
-
-
 def _random_denoiser(seed=0):
     from diffnotes.nets import MLP
     from diffnotes.precond import VPPrecond
@@ -235,7 +224,7 @@ def test_log_variance_interpolates_between_the_bounds():
 @pytest.mark.parametrize("v, kind", [(0.0, "beta_tilde"), (1.0, "beta")])
 def test_vlb_term_with_fixed_v_equals_ddpm_bound(v, kind):
     sched = iddpm.cosine_schedule(100)
-    model = iddpm.LearnedVarianceModel(_random_denoiser(), _ConstantV(v))
+    model = iddpm.LearnedVarianceModel(_random_denoiser(), iddpm.ConstantV(v))
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn(16, 2, generator=gen, dtype=torch.float64)
     noise = torch.randn(16, 2, generator=gen, dtype=torch.float64)
@@ -271,7 +260,7 @@ def test_learned_variance_sampler_equals_engine_ancestral_for_fixed_v(v, varianc
     from diffnotes.sampling import sample as engine_sample
 
     sched = iddpm.cosine_schedule(200)
-    model = iddpm.LearnedVarianceModel(_random_denoiser(), _ConstantV(v))
+    model = iddpm.LearnedVarianceModel(_random_denoiser(), iddpm.ConstantV(v))
     ours = iddpm.sample(model, (64, 2), sched, steps=20, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(64, 2, generator=gen, dtype=torch.float64) * sched.prior_scale()
@@ -298,8 +287,75 @@ def test_iddpm_bad_input():
     with pytest.raises(ValueError):
         iddpm.cosine_schedule(1)
     with pytest.raises(ValueError):
+        iddpm.with_fixed_variance(iddpm.LearnedVarianceModel(_random_denoiser(), iddpm.ConstantV(0.5)), "sigma")
+    with pytest.raises(ValueError):
         iddpm.respace(iddpm.cosine_schedule(10), 11)
     with pytest.raises(ValueError):
         iddpm.HybridLoss(iddpm.cosine_schedule(10), -1.0)
     with pytest.raises(ValueError):
         iddpm.VLBLoss(iddpm.cosine_schedule(10), iddpm.ImportanceSampler(5))
+
+
+# -- Sohl-Dickstein 2015 ----------------------------------------------------------------------
+from diffnotes.methods import sohl_dickstein as sd  # noqa: E402
+
+
+class _StationaryMean(torch.nn.Module):
+    """F_mu = (sqrt(1 - beta_t) - 1) x: the exact reverse mean when the data is N(0, I)."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.register_buffer("beta", schedule.betas.double())
+        self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x_in, c_noise, class_labels=None):
+        beta = self.beta[c_noise.long() - 1].reshape(-1, 1)
+        return ((1 - beta).sqrt() - 1) * x_in + 0 * self.dummy
+
+
+class _Zero(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x_in, c_noise, class_labels=None):
+        return torch.zeros_like(x_in) + 0 * self.dummy
+
+
+def test_sd_bound_is_tight_for_the_exact_reverse_kernel():
+    """N(0, I) data is stationary under the VP chain, so its reverse kernel is N(sqrt(1-beta) x, beta):
+    with it the bound is tight in expectation, E[-K] = E[-log N(x0; 0, I)] = d/2 log(2 pi e)."""
+    sched = sd.swiss_roll_schedule(10)
+    model = sd.ReverseKernel(_StationaryMean(sched), _Zero(), sched)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(20000, 2, generator=gen, dtype=torch.float64)
+    bound = sd.nll_bound(model, x0, generator=gen)
+    assert float(bound.mean()) == pytest.approx(math.log(2 * math.pi * math.e), abs=0.03)
+    samples = sd.sample(model, (4000, 2), generator=gen, dtype=torch.float64)
+    assert float(samples.std()) == pytest.approx(1.0, abs=0.05)
+    # the one-step training loss is an unbiased estimate of the same bound (per dimension)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        estimates = sd.BoundLoss()(model, x0) * 2
+    stderr = float(estimates.std()) / math.sqrt(estimates.numel())
+    assert abs(float(estimates.mean()) - float(bound.mean())) < 4 * stderr
+
+
+def test_sd_kernel_starts_at_identity_mean_and_forward_variance():
+    from diffnotes.nets import MLP
+
+    sched = sd.swiss_roll_schedule()
+    model = sd.ReverseKernel(MLP(2, hidden=8, depth=1), MLP(2, hidden=8, depth=1), sched)
+    x = torch.randn(5, 2)
+    mean, log_var = model(x, torch.tensor(7))
+    assert torch.allclose(mean, x) and torch.allclose(log_var, sched.betas[6].log().float().expand(5, 2))
+    with pytest.raises(ValueError):
+        model(x, torch.tensor(0))
+
+
+def test_gaussian_baseline_nll():
+    gen = torch.Generator().manual_seed(0)
+    train, test = torch.randn(20000, 2, generator=gen) * 2, torch.randn(20000, 2, generator=gen) * 2
+    assert sd.gaussian_baseline_nll(train, test) == pytest.approx(math.log(2 * math.pi * math.e * 4), abs=0.03)
+    with pytest.raises(ValueError):
+        sd.gaussian_baseline_nll(train, test[:, :1])

@@ -39,6 +39,8 @@ __all__ = [
     "linear_schedule",
     "respace",
     "LearnedVarianceModel",
+    "ConstantV",
+    "with_fixed_variance",
     "log_variance",
     "vlb_term",
     "nll_bound",
@@ -138,6 +140,29 @@ class LearnedVarianceModel(nn.Module):
         net_dtype = next(self.v_backbone.parameters(), torch.empty(0)).dtype  # a parameter-free head keeps float32
         out = self.v_backbone((c_in * x).to(net_dtype), c_noise.flatten().to(net_dtype), class_labels=class_labels)
         return (out.to(x.dtype) + 1) / 2
+
+
+class ConstantV(nn.Module):
+    """A variance head with a constant raw output 2 v - 1: v = 1 is DDPM's beta_t, v = 0 its beta_tilde_t."""
+
+    def __init__(self, v: float):
+        super().__init__()
+        if not 0 <= v <= 1:
+            raise ValueError(f"v must lie in [0, 1] (0: beta_tilde, 1: beta), got {v}")
+        self.v = float(v)
+
+    def forward(self, x_in, c_noise, class_labels=None):
+        return torch.full_like(x_in, 2 * self.v - 1)
+
+
+FIXED_VARIANCES = {"beta": 1.0, "beta_tilde": 0.0}
+
+
+def with_fixed_variance(model: LearnedVarianceModel, kind: str) -> LearnedVarianceModel:
+    """The same mean with DDPM's fixed variance ``kind`` ("beta" or "beta_tilde") instead of the learned one."""
+    if kind not in FIXED_VARIANCES:
+        raise ValueError(f"unknown fixed variance {kind!r}; valid: {', '.join(FIXED_VARIANCES)}")
+    return LearnedVarianceModel(model.denoiser, ConstantV(FIXED_VARIANCES[kind]))
 
 
 def log_variance(v: torch.Tensor, schedule: DDPMSchedule, t: torch.Tensor) -> torch.Tensor:
