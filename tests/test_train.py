@@ -297,3 +297,22 @@ def test_ddp_two_processes_match_one(tmp_path, monkeypatch):
             torch.testing.assert_close(ddp[key][name], single[key][name], atol=1e-5, rtol=1e-4)
     state = load_checkpoint(tmp_path / "ckpt" / CKPT_NAME)
     assert state["step"] == 5 and len(state["rng"]["torch_per_rank"]) == 2
+
+
+def test_loss_noise_is_independent_of_the_data_stream():
+    """Regression: the global stream once had the data generator's seed, so a loss drawing
+    randn_like(x0) got back the very draws that made x0 when the data were randn too."""
+    from diffnotes.train import fit
+
+    seen = []
+
+    def loss(model, x0, class_labels=None):
+        noise = torch.randn_like(x0)
+        seen.append((x0.detach().clone(), noise))
+        return ((model(x0) - noise) ** 2).mean(dim=1)
+
+    fit(torch.nn.Linear(2, 2), loss, lambda n, g: torch.randn(n, 2, generator=g), steps=2,
+        batch_size=64, seed=0, progress=False)
+    for x0, noise in seen:
+        assert not torch.allclose(x0, noise)  # failed before the fix: identical draws
+        assert abs(torch.corrcoef(torch.stack([x0.flatten(), noise.flatten()]))[0, 1]) < 0.3

@@ -148,6 +148,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+NOISE_SEED_OFFSET = 1_000_003  # separates the global (loss noise) stream from the data stream
+
+
 class _Batches:
     """Global batches from a tensor, a ``(x, labels)`` pair, a callable, or an iterable."""
 
@@ -336,7 +339,10 @@ def fit(
     model_ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed + rank)  # loss noise and dropout; each rank its own stream
+    # Loss noise and dropout use torch's global stream, each rank its own. It must not start from
+    # the data generator's seed: a loss drawing randn would then repeat the data's own randn
+    # draws (the noise would equal the data's latent), which made DSM "beat" its floor.
+    torch.manual_seed(seed + NOISE_SEED_OFFSET + rank)
     batches = _Batches(data, batch_size, generator)
     param_dtype = next(model.parameters()).dtype
 
