@@ -76,12 +76,14 @@ test: $(STAMP)
 	$(MAKE) book-test
 	$(MAKE) site-test
 
+# MPLBACKEND is unset so that the kernels use the inline backend and figures are stored.
 notebooks: $(STAMP)
 	for nb in notebooks/*.ipynb; do \
 		echo "== $$nb"; \
-		DIFFNOTES_PROFILE=full $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.kernel_name=python3 "$$nb"; \
+		env -u MPLBACKEND DIFFNOTES_PROFILE=full $(VENV)/bin/jupyter execute --inplace \
+			--timeout=1200 --kernel_name=python3 "$$nb"; \
 	done
+	$(PY) -m diffnotes tables
 
 serve:
 	@test -f _build/html/index.html || { echo "error: no site yet; run 'make book' first"; exit 1; }
