@@ -25,7 +25,8 @@ import math
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+# tqdm.std, not tqdm.auto: the notebook widget needs ipywidgets and CDN scripts the offline site must not load
+from tqdm.std import tqdm
 
 __all__ = [
     "SOLVERS",

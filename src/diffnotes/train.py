@@ -388,7 +388,7 @@ def fit(
         train_model = torch.compile(train_model)
 
     show = (sys.stderr.isatty() if progress is None else bool(progress)) and rank == 0
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bar; the widget would need ipywidgets and scripts from a CDN
 
     bar = tqdm(total=steps, initial=start, disable=not show, desc="train", unit="step", dynamic_ncols=True)
     local = batch_size // world
