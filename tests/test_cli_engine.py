@@ -8,13 +8,6 @@ import torch
 from diffnotes.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core machine crawl with two intra-op threads; results do not change.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_sample_and_resume_on_moons(tmp_path, capsys):

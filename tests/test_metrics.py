@@ -33,13 +33,6 @@ from diffnotes.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The small tensors here run fastest on one thread; on a shared machine extra threads only spin.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def gen(seed: int) -> torch.Generator:

@@ -8,14 +8,6 @@ import torch
 from diffnotes.nets import MLP, FourierEmbedding, SinusoidalEmbedding, UNet, count_parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core machine run ~30x slower with two intra-op threads fighting
-    # other processes; one thread keeps these tests fast and does not change any result.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_ddpm_cifar10_has_35_7M_parameters():

@@ -9,14 +9,6 @@ from torch import nn
 from diffnotes.precond import EDMPrecond, IDDPMPrecond, PRECONDS, VEPrecond, VPPrecond, iddpm_sigmas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core machine run ~30x slower with two intra-op threads fighting
-    # other processes; one thread keeps these tests fast and does not change any result.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Constant(nn.Module):

@@ -27,13 +27,6 @@ D = 3
 N = 200_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is faster than two on a shared 2-core machine (no oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 Z_TOL = 4.5  # standard errors
 
 

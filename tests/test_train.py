@@ -15,14 +15,6 @@ from diffnotes.precond import EDMPrecond, VEPrecond, VPPrecond
 from diffnotes.train import CKPT_NAME, CheckpointError, TrainingDiverged, fit, load_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core machine run ~30x slower with two intra-op threads fighting
-    # other processes; one thread keeps these tests fast and does not change any result.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Zero(nn.Module):

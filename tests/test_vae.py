@@ -21,12 +21,6 @@ from diffnotes.methods.vae import (
 X_DIM, Z_DIM, S = 3, 2, 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _linear_vae(exact_posterior: bool = True) -> tuple[VAE, torch.Tensor, torch.Tensor]:
