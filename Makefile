@@ -23,8 +23,8 @@ help:
 	@echo "make pdf        the whole book as one PDF (_build/pdf/diffusion-notes.pdf)"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || \
-		{ echo "error: Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1 || echo none)); set PYTHON=/path/to/python3.x"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1 || \
+		{ echo "error: Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1 | head -n1 || true)); set PYTHON=/path/to/python3.x"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
