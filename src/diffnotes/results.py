@@ -87,6 +87,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell(text) -> str:
+    """A Markdown table cell: a literal '|' (e.g. an absolute value) would split the column."""
+    return _fmt(text).replace("|", "\\|").replace("\n", " ")
+
+
 def render_results_table(root: Path | None = None) -> str:
     records = load_records(root)
     if not records:
@@ -99,8 +104,8 @@ def render_results_table(root: Path | None = None) -> str:
         for c in rec["claims"]:
             holds = {True: "yes", False: "**no**", None: "–"}[c.get("holds")]
             lines.append(
-                f"| {{cite:t}}`{rec['key']}` | {c['claim']} | {c['metric']} | {_fmt(c['measured'])} | "
-                f"{c.get('paper') or '–'} | {holds} | {rec['profile']}, {rec['date']}, {rec['machine']} |"
+                f"| {{cite:t}}`{rec['key']}` | {_cell(c['claim'])} | {_cell(c['metric'])} | {_cell(c['measured'])} | "
+                f"{_cell(c.get('paper') or '–')} | {holds} | {rec['profile']}, {rec['date']}, {rec['machine']} |"
             )
     return "\n".join(lines) + "\n"
 
