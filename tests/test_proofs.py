@@ -97,3 +97,13 @@ def test_questions_page_links_only_existing_proofs():
     for name in labels:
         for key in (f"{{glue:math}} proof-{name}", f"{{glue:md}}`status-{name}`", f"{{glue:md}} steps-{name}"):
             assert key in page, key
+
+
+def test_statements_have_no_run_together_spacing_macros():
+    """'\\quad' glued to the next word ('\\quadx') is an unknown macro that MathJax shows in red."""
+    import re
+
+    from diffnotes.theory.proofs import all_proofs
+
+    glued = [p.name for p in all_proofs() if re.search(r"\\q?quad[A-Za-z]", p.statement)]
+    assert not glued, f"statements with a glued \\quad: {glued}"

@@ -63,6 +63,7 @@ PAGES = {
     "unified_view": ("book/unified-view.html", None),
     "paper_chapter": ("book/papers/karras2022elucidating.html", "book/papers/[a-z]*[0-9]*.html"),
     "notebook": ("notebooks/karras2022elucidating.html", "notebooks/*.html"),
+    "questions": ("book/questions.html", None),
 }
 
 _WAIT_FOR_MATHJAX = """
@@ -108,6 +109,10 @@ def test_page_in_real_browser(driver, site_url, site_dir, name):
         assert n_typeset > 0, f"{rel}: math on the page but nothing typeset by MathJax"
         raw = driver.execute_script(_RAW_MATH_TEXT)
         assert not raw, f"{rel}: raw math delimiters left in the text: {raw}"
+        # MathJax renders TeX it cannot parse (an unknown macro) as a red error box, silently
+        errors = driver.execute_script(
+            "return Array.from(document.querySelectorAll('mjx-merror')).map(e => e.getAttribute('data-mjx-error') || e.textContent)")
+        assert not errors, f"{rel}: MathJax could not typeset: {errors[:5]}"
     images = driver.execute_script(_IMAGES)
     deadline = time.time() + 10
     while any(not c or w == 0 for _, c, w in images) and time.time() < deadline:

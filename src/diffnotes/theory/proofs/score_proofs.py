@@ -217,7 +217,7 @@ def _check_tweedie():
 TWEEDIE = Proof(
     name="tweedie_scaled",
     title="Tweedie's formula D = x + sigma^2 grad log p, with a scale s(t)",
-    statement=r"D(x;\sigma)=\mathbb{E}[x_0\mid x_0+\sigma n=x]=x+\sigma^2\nabla\log p(x;\sigma);\quad"
+    statement=r"D(x;\sigma)=\mathbb{E}[x_0\mid x_0+\sigma n=x]=x+\sigma^2\nabla\log p(x;\sigma);\quad "
     r"x_t=s(x_0+\sigma n):\ \nabla\log p_t(x)=\tfrac1s\nabla\log p(x/s;\sigma),\ \ "
     r"\mathbb{E}[x_0\mid x_t]=\frac{x_t+s^2\sigma^2\nabla\log p_t(x_t)}{s}",
     steps=[
@@ -312,7 +312,7 @@ def _check_fokker_planck():
 FOKKER_PLANCK = Proof(
     name="fokker_planck_gaussian",
     title="Gaussian marginals solve the VE/VP Fokker-Planck equation and the PF-ODE continuity equation",
-    statement=r"p_t=\mathcal{N}\!\big(s\mu,\ s^2(c^2+\sigma^2)\big),\ f=\tfrac{\dot s}{s}x,\ g^2=2s^2\sigma\dot\sigma:\quad"
+    statement=r"p_t=\mathcal{N}\!\big(s\mu,\ s^2(c^2+\sigma^2)\big),\ f=\tfrac{\dot s}{s}x,\ g^2=2s^2\sigma\dot\sigma:\quad "
     r"\partial_t p_t=-\partial_x(f p_t)+\tfrac12 g^2\partial_x^2 p_t"
     r"=-\partial_x\!\big[(f-\tfrac12 g^2\partial_x\log p_t)\,p_t\big]",
     steps=[
@@ -349,7 +349,7 @@ def _check_reverse():
 REVERSE = Proof(
     name="reverse_sde_anderson",
     title="Anderson's reverse-time SDE and the PF-ODE transport the forward marginals",
-    statement=r"dx=\big[f-g^2\nabla\log p_t(x)\big]dt+g\,d\bar w\ \ (\text{time running backwards}),\qquad"
+    statement=r"dx=\big[f-g^2\nabla\log p_t(x)\big]dt+g\,d\bar w\ \ (\text{time running backwards}),\qquad "
     r"\frac{dx}{dt}=f-\tfrac12 g^2\nabla\log p_t(x)",
     steps=[
         ("forward Fokker-Planck", r"\partial_t p=-\partial_x(fp)+\tfrac12g^2\partial_x^2p"),
