@@ -1,0 +1,42 @@
+"""The chapter helpers in diffnotes.book."""
+
+import pytest
+
+from diffnotes.book import docstring_math, paper_numbers, show_proof
+
+
+def test_docstring_math_reads_the_math_block():
+    def loss():
+        """A loss.
+
+        .. math::
+           L = \\mathbb{E}\\,\\|x\\|^2
+
+        More text.
+        """
+
+    assert docstring_math(loss).data == r"L = \mathbb{E}\,\|x\|^2"
+
+
+def test_docstring_math_without_block_is_a_clear_error():
+    def plain():
+        """No formula here."""
+
+    with pytest.raises(ValueError, match="no '.. math::' block"):
+        docstring_math(plain)
+
+
+def test_paper_numbers_table_and_sentence():
+    assert "| FID (uncond.) | 3.17" in paper_numbers("ho2020denoising").data
+    assert "lists no headline numbers" in paper_numbers("hyvarinen2005estimation").data
+
+
+def test_show_proof_verifies_and_displays(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    show_proof("vp_unit_variance")
+    heading, statement = shown
+    assert "symbolic check: verified" in heading.data
+    assert statement.data.strip()
