@@ -308,3 +308,63 @@ def test_loss_noise_is_independent_of_the_data_stream():
     for x0, noise in seen:
         assert not torch.allclose(x0, noise)  # failed before the fix: identical draws
         assert abs(torch.corrcoef(torch.stack([x0.flatten(), noise.flatten()]))[0, 1]) < 0.3
+
+
+# ----------------------------------------------------------------------------------------------
+# DIFFNOTES_TRAIN_STEPS: a cap on every run (0 = an untrained model for the checks)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_train_steps_zero_keeps_the_initial_weights(monkeypatch):
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    torch.manual_seed(0)
+    model = EDMPrecond(MLP(hidden=8, depth=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(model, EDMLoss(), torch.randn(16, 2), 50, batch_size=4, progress=False, device="cpu")
+    assert result.losses == [] and result.step == 0 and result.steps_run == 0
+    assert result.steps_requested == 50 and result.capped
+    for name, value in before.items():
+        assert torch.equal(result.model.state_dict()[name], value)
+        assert torch.equal(result.model_ema.state_dict()[name], value)
+
+
+def test_train_steps_caps_a_longer_run_and_leaves_a_shorter_one(monkeypatch):
+    kw = dict(batch_size=4, progress=False, device="cpu", log_every=1)
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "3")
+    capped = fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 50, **kw)
+    assert len(capped.losses) == 3 and capped.step == 3 and capped.capped
+    assert capped.config["train"]["steps"] == 3
+    short = fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 2, **kw)
+    assert len(short.losses) == 2 and not short.capped
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "")  # empty counts as unset
+    free = fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 5, **kw)
+    assert len(free.losses) == 5 and not free.capped
+
+
+def test_train_steps_cap_equals_the_same_run_asked_for_fewer_steps(monkeypatch):
+    kw = dict(lr=1e-3, batch_size=8, seed=3, progress=False, device="cpu")
+    direct = fit(_tiny_unet(), EDMLoss(), _images(), 4, **kw)
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "4")
+    capped = fit(_tiny_unet(), EDMLoss(), _images(), 40, **kw)
+    assert capped.losses == direct.losses
+    for a, b in zip(direct.model_ema.state_dict().values(), capped.model_ema.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "ten", "1e3"])
+def test_bad_train_steps_is_one_line_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", value)
+    with pytest.raises(ValueError) as err:
+        fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 5, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and "DIFFNOTES_TRAIN_STEPS" in message
+    assert ">= 0" in message and repr(value) in message
+
+
+def test_train_steps_refuses_a_checkpoint_beyond_the_cap(tmp_path, monkeypatch):
+    kw = dict(batch_size=4, progress=False, device="cpu", ckpt_dir=tmp_path)
+    fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 4, **kw)
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    with pytest.raises(ValueError, match="holds 4 steps, more than DIFFNOTES_TRAIN_STEPS=0"):
+        fit(EDMPrecond(MLP(hidden=8, depth=1)), EDMLoss(), torch.randn(16, 2), 10, **kw)
+    assert load_checkpoint(tmp_path / CKPT_NAME)["step"] == 4  # untouched

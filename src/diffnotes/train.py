@@ -15,6 +15,8 @@
   stays untouched;
 * bf16 autocast on CUDA, optional ``torch.compile``, a tqdm progress bar that is quiet when
   stderr is not a terminal;
+* ``DIFFNOTES_TRAIN_STEPS`` (when set) caps the number of steps of every run, e.g. ``0`` to
+  check that a notebook's final checks fail on an untrained model (see ``steps_cap``);
 * data parallelism under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA): every rank draws the
   same *global* batch from the shared data generator and trains on its slice, so the gradient
   equals single-process training at the same global batch (up to summation order).
@@ -46,9 +48,12 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "CKPT_NAME",
+    "STEPS_ENV",
+    "steps_cap",
 ]
 
 CKPT_NAME = "ckpt.pt"
+STEPS_ENV = "DIFFNOTES_TRAIN_STEPS"
 CKPT_FORMAT = "diffnotes-ckpt-1"
 
 
@@ -72,6 +77,12 @@ class TrainResult:
     steps_run: int  # steps done by this call
     ckpt_path: Path | None = None
     config: dict = field(default_factory=dict)
+    steps_requested: int | None = None  # ``steps`` as passed, before DIFFNOTES_TRAIN_STEPS
+
+    @property
+    def capped(self) -> bool:
+        """True when ``DIFFNOTES_TRAIN_STEPS`` cut this run short."""
+        return self.steps_requested is not None and self.step < self.steps_requested
 
     @property
     def steps_per_second(self) -> float:
@@ -253,6 +264,24 @@ def _set_rng_state(state, generator, rank, world):
 # ----------------------------------------------------------------------------------------------
 
 
+def steps_cap(environ=None) -> int | None:
+    """The step cap from ``$DIFFNOTES_TRAIN_STEPS``: ``None`` when unset or empty, else an int >= 0.
+
+    ``fit`` trains for ``min(steps, cap)`` steps; ``0`` disables training, so the returned model
+    and its EMA copy keep their initial weights. Anything else raises one ``ValueError`` line.
+    """
+    raw = (os.environ if environ is None else environ).get(STEPS_ENV)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        cap = int(raw.strip())
+    except ValueError:
+        cap = -1
+    if cap < 0:
+        raise ValueError(f"{STEPS_ENV} must be an integer >= 0 (0 disables training), got {raw!r}")
+    return cap
+
+
 def _validate(steps, lr, batch_size, ema_decay, ema_halflife, warmup, grad_clip, weight_decay, log_every, ckpt_every):
     def need(ok, what):
         if not ok:
@@ -316,6 +345,9 @@ def fit(
     ``progress=None`` shows a bar only when stderr is a terminal.
     """
     _validate(steps, lr, batch_size, ema_decay, ema_halflife, warmup, grad_clip, weight_decay, log_every, ckpt_every)
+    steps_requested, cap = steps, steps_cap()
+    if cap is not None:
+        steps = min(steps, cap)
     user_config = dict(config or {})
     _check_plain(user_config)
     if ema_halflife is not None:
@@ -353,6 +385,9 @@ def fit(
     start, losses, last_good = 0, [], None
     if ckpt_path is not None and resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay on the CPU
+        if cap is not None and int(state["step"]) > steps:
+            raise ValueError(f"{ckpt_path} holds {int(state['step'])} steps, more than {STEPS_ENV}={cap} "
+                             "allows; unset it, pass resume=False or use another ckpt_dir")
         model.load_state_dict(state["model"])
         model_ema.load_state_dict(state["model_ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -460,4 +495,4 @@ def fit(
     seconds = time.perf_counter() - t0
     return TrainResult(model=model, model_ema=model_ema, losses=losses, step=max(start, steps), seconds=seconds,
                        steps_run=max(0, steps - start), ckpt_path=ckpt_path,
-                       config={"train": loop_config, **user_config})
+                       config={"train": loop_config, **user_config}, steps_requested=steps_requested)
