@@ -11,7 +11,7 @@ PORT ?= 8000
 # The notebooks' nets are small: one intra-op thread is faster than two on a 2-core machine.
 NB_THREADS ?= 1
 
-.PHONY: help venv book test unit notebooks-test book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
+.PHONY: help venv book test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
 help:
 	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
@@ -38,7 +38,11 @@ book: $(STAMP)
 	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
 
 unit: $(STAMP)
-	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests --ignore=tests/site
+	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests --ignore=tests/site --ignore=tests/notebooks_untrained
+
+# Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0).
+notebooks-untrained: $(STAMP)
+	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider tests/notebooks_untrained
 
 # Headless Chromium for the browser tests (Debian packages; needs root or sudo). Where it cannot
 # be installed the browser tests skip and say why.
@@ -75,6 +79,7 @@ test: $(STAMP)
 	$(MAKE) proofs
 	$(MAKE) unit
 	$(MAKE) notebooks-test
+	$(MAKE) notebooks-untrained
 	$(MAKE) book-test
 	$(MAKE) site-test
 

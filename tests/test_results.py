@@ -1,0 +1,107 @@
+"""Verdicts are computed by stated rules over seeds; records print a digest of what they store."""
+
+import json
+import math
+
+import pytest
+
+from diffnotes import results as R
+
+
+@pytest.fixture
+def full(monkeypatch):
+    monkeypatch.setenv("DIFFNOTES_PROFILE", "full")
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    monkeypatch.setenv("DIFFNOTES_PROFILE", "quick")
+
+
+def test_mean_se():
+    mean, se = R.mean_se([1.0, 2.0, 3.0])
+    assert mean == 2.0 and se == pytest.approx(1 / math.sqrt(3))
+    assert math.isnan(R.mean_se([5.0])[1])
+
+
+def test_compare_holds_fails_noise(full):
+    lower = R.compare("a beats b", "err", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9], names=("a", "b"))
+    assert lower.verdict == R.HOLDS
+    assert R.compare("b beats a", "err", [2.0, 2.2, 1.9], [1.0, 1.1, 0.9]).verdict == R.FAILS
+    # 0.719 vs 0.725 with seed noise of 0.01: the iDDPM case the issue names.
+    noisy = R.compare("c", "m", [0.719, 0.735, 0.705], [0.725, 0.715, 0.730])
+    assert noisy.verdict == R.NOISE
+    assert R.compare("h", "acc", [0.9, 0.91, 0.92], [0.5, 0.5, 0.52], better="higher").verdict == R.HOLDS
+
+
+def test_compare_is_paired_by_seed(full):
+    # Large seed-to-seed spread but a constant per-seed advantage: paired differences see it.
+    a, b = [1.0, 5.0, 9.0], [1.1, 5.1, 9.1]
+    assert R.compare("paired", "m", a, b).verdict == R.HOLDS
+
+
+def test_full_profile_needs_three_seeds(full):
+    with pytest.raises(ValueError, match="at least 3"):
+        R.compare("c", "m", [1.0, 2.0], [3.0, 4.0])
+
+
+def test_quick_with_one_seed_is_not_judged(quick):
+    assert R.compare("c", "m", [1.0], [3.0]).verdict == R.UNJUDGED
+    assert R.seeds() == (0,)
+
+
+def test_threshold(full):
+    assert R.threshold("below uniform", "bpd", [3.0, 3.1, 2.9], 4.09).verdict == R.HOLDS
+    assert R.threshold("below uniform", "bpd", [6.17, 6.2, 6.1], 4.09).verdict == R.FAILS
+
+
+def test_ratio_uses_interval_not_a_window(full):
+    four = R.ratio("about 4x", "time", [4.1, 3.9, 4.0], [1.0, 1.0, 1.0], paper_ratio=4)
+    assert four.verdict == R.HOLDS
+    two = R.ratio("about 4x", "time", [1.9, 1.95, 1.85], [1.0, 1.0, 1.0], paper_ratio=4)
+    assert two.verdict == R.FAILS and "paper 4" in two.measured
+
+
+def test_curve_names_points(full):
+    xs = [7, 11, 35]
+    heun = [[2.0, 2.1, 2.2], [1.0, 1.1, 1.0], [0.10, 0.11, 0.09]]
+    euler = [[1.0, 1.1, 1.0], [1.5, 1.6, 1.55], [0.10, 0.10, 0.10]]
+    c = R.curve("Heun beats Euler", "SW", xs, heun, euler, names=("Heun", "Euler"), x_name="NFE")
+    assert c.verdict == R.MIXED
+    assert [p["verdict"] for p in c.points] == [R.FAILS, R.HOLDS, R.NOISE]
+    assert "holds at NFE 11" in c.measured
+
+
+def test_bad_input_is_one_line(full):
+    with pytest.raises(ValueError, match="NaN"):
+        R.compare("c", "m", [1.0, float("nan"), 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="pair them"):
+        R.compare("c", "m", [1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="verdict"):
+        R.Claim("c", "m", {}, "yes", "", "")
+
+
+def test_record_prints_digest_of_what_it_stores(tmp_path, full, capsys):
+    claim = R.compare("a beats b", "err", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9])
+    path = R.record("demo", [claim], root=tmp_path)
+    stored = json.loads(path.read_text())
+    out = capsys.readouterr().out
+    assert f"digest {R.claims_digest(stored['claims'])}" in out
+    assert stored["profile"] == "full" and stored["claims"][0]["verdict"] == R.HOLDS
+
+
+def test_quick_record_never_touches_committed_results(tmp_path, quick):
+    path = R.record("demo", [R.compare("c", "m", [1.0], [2.0])], root=tmp_path)
+    assert R.QUICK_DIR.as_posix() in path.as_posix()
+
+
+def test_table_shows_seeds_and_legacy_claims_as_unjudged(tmp_path, full):
+    folder = tmp_path / R.RESULTS_DIR
+    folder.mkdir(parents=True)
+    legacy = {"key": "old", "profile": "full", "date": "2026-01-01", "machine": "m",
+              "claims": [{"claim": "x", "metric": "y", "measured": 1.0, "paper": "", "holds": True}]}
+    (folder / "old.json").write_text(json.dumps(legacy))
+    R.record("new", [R.compare("c", "m", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9])], root=tmp_path)
+    table = R.render_results_table(tmp_path)
+    assert "not judged (one seed" in table
+    assert "| 3 |" in table and "holds" in table
