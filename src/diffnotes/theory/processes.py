@@ -474,7 +474,8 @@ def _ddim():
         chain=chain, sigma_inv=SIGMA, t_range=(0.002, 80.0),
         notes=(r"In $\bar x = x/\sqrt{\bar\alpha}$ and $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$ DDIM's "
                r"$\eta=0$ update is Euler on this ODE (EDM Table 1 writes $\sigma(t)=t$, $s(t)=1$). DDIM "
-               r"itself has no SDE; the one shown has its marginals."),
+               r"itself has no SDE; the one shown has the marginals of $\bar x = x/\sqrt{\bar\alpha}$, "
+               r"not of DDIM's own $x_t$."),
     )
 
 
