@@ -53,7 +53,7 @@ CONFIGS = {
         16, 2, 7,
     ),
 }
-FULL_PROFILE_DIGITS_BATCH = 128  # diffnotes.cli_engine._budget(full, "digits")
+FULL_PROFILE_DIGITS_BATCH = 128  # diffnotes.presets.train_budget(full, "digits")
 
 
 def _train_step_fn(model, forward, batch, res, channels):

@@ -1,3 +1,5 @@
+"""``python -m diffnotes``: see :mod:`diffnotes.cli`."""
+
 from .cli import main
 
 raise SystemExit(main())

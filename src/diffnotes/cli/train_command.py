@@ -1,0 +1,108 @@
+"""``train``: fit a preconditioned network with one of EDM Table 1's losses on a data set.
+
+Writes ``<out>/ckpt.pt`` (weights, EMA, optimizer, RNG, and the config that rebuilds the model)
+and ``<out>/config.json``; running it again on the same folder resumes. The run profile
+(``--profile`` or ``$DIFFNOTES_PROFILE``) picks the budget from :mod:`diffnotes.presets`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..presets import DATASETS, TOY_DATA
+from .args import UserError, device, int_at_least, positive_float
+
+METHODS = ("edm", "vp", "ve")
+
+
+def load_data(name: str, root: str | None):
+    """Training data as a tensor or a ``batch(n, generator)`` callable; one clear error if missing."""
+    from .. import data
+
+    if name in TOY_DATA:
+        sampler = data.get_toy(TOY_DATA[name])
+        return lambda n, generator: sampler(n, generator=generator)
+    if name == "digits":
+        return data.load_digits("train")[0]
+    if root is None:
+        raise UserError(f"--data {name} needs --data-root, the folder holding the {name} files")
+    if not Path(root).is_dir():
+        raise UserError(f"data folder {root} does not exist")
+    try:
+        if name == "mnist":
+            return data.load_mnist(root, "train", size=32)[0]
+        return data.load_cifar10(root, "train")[0]
+    except (FileNotFoundError, OSError) as err:
+        raise UserError(str(err).splitlines()[0]) from None
+
+
+def sigma_data_of(data) -> float:
+    """The data's standard deviation (EDM's sigma_data), measured on a fixed sample."""
+    import torch
+
+    x = data if isinstance(data, torch.Tensor) else data(10000, torch.Generator().manual_seed(0))
+    return round(float(x[:10000].double().std()), 3)
+
+
+def _refuse_other_run(out: Path, config: dict) -> None:
+    if not (out / "config.json").exists():
+        return
+    previous = json.loads((out / "config.json").read_text())
+    clash = [k for k in ("method", "data", "net", "precond") if previous.get(k) != config[k]]
+    if clash:
+        raise UserError(f"{out} holds a different run ({', '.join(clash)} differ); choose another --out")
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from ..methods.edm import LOSSES
+    from ..presets import build_model, model_config, train_budget
+    from ..profiles import get_profile
+    from ..train import fit, steps_cap
+
+    steps_cap()  # a bad $DIFFNOTES_TRAIN_STEPS fails here, before anything is written
+    profile = get_profile(args.profile)
+    out = Path(args.out)
+    data = load_data(args.data, args.data_root)
+    budget = train_budget(profile, args.data)
+    budget.update({k: getattr(args, k) for k in ("steps", "batch_size", "lr") if getattr(args, k) is not None})
+    sigma_data = sigma_data_of(data)
+    config = {"method": args.method, "data": args.data, "profile": profile.name, "sigma_data": sigma_data,
+              **model_config(args.method, args.data, profile, sigma_data)}
+    _refuse_other_run(out, config)
+    loss_fn = LOSSES[args.method](**config["precond"]["kwargs"])
+    torch.manual_seed(args.seed)  # the initial weights
+    model = build_model(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    steps = budget.pop("steps")
+    result = fit(model, loss_fn, data, steps, seed=args.seed, ckpt_dir=out,
+                 ckpt_every=max(1, min(1000, steps // 4)), device=args.device, config=config,
+                 log_every=10, **budget)
+    tail = result.losses[-min(50, len(result.losses)):] or [float("nan")]
+    print(f"trained {args.method} on {args.data} ({profile.name}): step {result.step}, "
+          f"loss {sum(tail) / len(tail):.4g} (mean of last {len(tail)}), "
+          f"{result.steps_per_second:.1f} steps/s; checkpoint {result.ckpt_path}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``train``."""
+    from ..profiles import PROFILES
+
+    p = sub.add_parser("train", help="train a diffusion model (writes <out>/ckpt.pt and config.json; "
+                                     "reruns resume)")
+    p.add_argument("--method", required=True, choices=METHODS, help="loss and preconditioning (EDM Table 1)")
+    p.add_argument("--data", required=True, choices=DATASETS, help="training data")
+    p.add_argument("--data-root", help="folder with the MNIST / CIFAR-10 files (mnist, cifar10 only)")
+    p.add_argument("--profile", choices=PROFILES, help="budget (default: $DIFFNOTES_PROFILE or full)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/x")
+    p.add_argument("--steps", type=int_at_least(1), help="training steps (default: from the profile)")
+    p.add_argument("--batch-size", dest="batch_size", type=int_at_least(1),
+                   help="global batch size (default: from the profile)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: from the profile)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,127 @@
+"""Run presets and model builders shared by the CLI and the lab notebooks.
+
+A *preset* is what a run profile (``quick``, ``full``, ``gpu``; see :mod:`diffnotes.profiles`)
+spends on one data set: training steps, batch size, learning rate, EMA decay, and the backbone's
+size. A *model config* is the plain dictionary ``{"net": {"kind", "kwargs"}, "precond": {"kind",
+"kwargs"}}`` stored in every checkpoint that ``python -m diffnotes train`` writes, so that
+``build_model(config)`` rebuilds the same denoiser D(x; sigma) when sampling.
+
+The toy-mixture setup that several notebooks train on (an 8-component ring, an MLP, the same
+optimiser settings) is here too: ``toy_mixture`` and ``toy_fit_options``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TOY_DATA = {"gmm": "gmm_ring", "swissroll": "swiss_roll", "moons": "moons",
+            "checkerboard": "checkerboard"}
+IMAGE_DATA = ("digits", "mnist", "cifar10")
+DATASETS = tuple(TOY_DATA) + IMAGE_DATA
+
+__all__ = ["TOY_DATA", "IMAGE_DATA", "DATASETS", "train_budget", "net_config", "build_net",
+           "build_model", "model_config", "toy_mixture", "toy_steps", "toy_fit_options"]
+
+
+def _check_dataset(data: str) -> None:
+    if data not in DATASETS:
+        raise ValueError(f"unknown data set {data!r}; valid: {', '.join(DATASETS)}")
+
+
+def train_budget(profile, data: str) -> dict:
+    """Steps, batch size, learning rate and EMA decay for ``data`` under ``profile``."""
+    _check_dataset(data)
+    if data in TOY_DATA:
+        return profile.pick(quick=dict(steps=300, batch_size=256, lr=2e-3, ema_decay=0.99),
+                            full=dict(steps=4000, batch_size=512, lr=1e-3, ema_decay=0.999),
+                            gpu=dict(steps=20000, batch_size=2048, lr=1e-3, ema_decay=0.9995))
+    if data == "digits":
+        return profile.pick(quick=dict(steps=60, batch_size=32, lr=1e-3, ema_decay=0.95),
+                            full=dict(steps=4000, batch_size=128, lr=5e-4, ema_decay=0.999),
+                            gpu=dict(steps=20000, batch_size=256, lr=2e-4, ema_decay=0.9995))
+    return profile.pick(quick=dict(steps=20, batch_size=8, lr=2e-4, ema_decay=0.9),
+                        full=dict(steps=2000, batch_size=32, lr=2e-4, ema_decay=0.999),
+                        gpu=dict(steps=100000, batch_size=128, lr=2e-4, ema_decay=0.9999))
+
+
+def _small_unet(profile, channels: int, attn: int) -> dict:
+    return dict(img_resolution=32, in_channels=channels, ch=profile.pick(quick=16, full=32, gpu=64),
+                ch_mult=[1, 2, 2], num_res_blocks=profile.pick(quick=1, full=1, gpu=2),
+                attn_resolutions=[attn], dropout=0.1, groups=8)
+
+
+def net_config(data: str, profile) -> dict:
+    """The backbone for ``data`` under ``profile`` as plain ``{"kind", "kwargs"}``."""
+    _check_dataset(data)
+    if data in TOY_DATA:
+        hidden = profile.pick(quick=64, full=128, gpu=256)
+        return {"kind": "mlp", "kwargs": dict(dim=2, hidden=hidden, depth=3)}
+    if data == "digits":
+        return {"kind": "unet", "kwargs": {"preset": "digits"}}
+    if data == "mnist":
+        return {"kind": "unet", "kwargs": _small_unet(profile, 1, 8)}
+    if profile.name == "gpu":
+        return {"kind": "unet", "kwargs": {"preset": "ddpm_cifar10"}}
+    return {"kind": "unet", "kwargs": _small_unet(profile, 3, 16)}
+
+
+def model_config(method: str, data: str, profile, sigma_data: float) -> dict:
+    """Net and preconditioning for one of EDM Table 1's formulations (edm, vp, ve)."""
+    from .methods.edm import LOSSES
+
+    if method not in LOSSES:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(LOSSES)}")
+    kwargs = {"sigma_data": sigma_data} if method == "edm" else {}
+    return {"net": net_config(data, profile), "precond": {"kind": method, "kwargs": kwargs}}
+
+
+def build_net(config: dict):
+    """Rebuild a backbone from the plain ``{"kind", "kwargs"}`` stored in a checkpoint."""
+    from .nets import MLP, UNet
+
+    kind, kwargs = config["kind"], dict(config["kwargs"])
+    if kind == "mlp":
+        return MLP(**kwargs)
+    if kind == "unet":
+        preset = kwargs.pop("preset", None)
+        return getattr(UNet, preset)(**kwargs) if preset else UNet(**kwargs)
+    raise ValueError(f"unknown net kind {kind!r}; valid: mlp, unet")
+
+
+def build_model(config: dict):
+    """The preconditioned denoiser D(x; sigma) described by ``config["net"]`` and ``["precond"]``."""
+    from .precond import PRECONDS
+
+    precond = config["precond"]
+    if precond["kind"] not in PRECONDS:
+        raise ValueError(f"unknown preconditioning {precond['kind']!r}; valid: {', '.join(PRECONDS)}")
+    return PRECONDS[precond["kind"]](build_net(config["net"]), **precond["kwargs"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The toy setup shared by the 2-D notebooks
+# ----------------------------------------------------------------------------------------------
+
+
+def toy_mixture(n: int = 20000, seed: int = 0):
+    """The 8-component ring (radius 1, std 0.1) and ``n`` training points drawn with ``seed``.
+
+    Returns ``(gmm, x_train)``; ``gmm`` has the exact density, score and denoiser.
+    """
+    import torch
+
+    from .data import gmm_ring
+
+    gmm = gmm_ring(8, radius=1.0, std=0.1)
+    return gmm, gmm.sample(n, generator=torch.Generator().manual_seed(seed)).float()
+
+
+def toy_steps(profile) -> int:
+    """Training steps of the toy runs: 500 under ``quick``, 4000 otherwise."""
+    return profile.pick(quick=500, full=4000)
+
+
+def toy_fit_options(steps: int, seed: int = 0) -> dict[str, Any]:
+    """``fit`` keyword arguments of the toy runs (an EMA half-life of a twentieth of the run)."""
+    return dict(lr=2e-3, batch_size=256, ema_halflife=steps / 20, warmup=50, progress=False,
+                seed=seed)

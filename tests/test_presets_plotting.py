@@ -1,0 +1,90 @@
+"""``diffnotes.presets`` (budgets, model configs, builders) and ``diffnotes.plotting`` (grids, panels)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from diffnotes import plotting, presets
+from diffnotes.precond import EDMPrecond, VPPrecond
+from diffnotes.profiles import get_profile
+
+
+@pytest.mark.parametrize("data", presets.DATASETS)
+@pytest.mark.parametrize("profile", ["quick", "full", "gpu"])
+def test_budgets_are_complete_and_grow_with_the_profile(data, profile):
+    budget = presets.train_budget(get_profile(profile), data)
+    assert set(budget) == {"steps", "batch_size", "lr", "ema_decay"}
+    quick = presets.train_budget(get_profile("quick"), data)
+    assert budget["steps"] >= quick["steps"] and 0 < budget["ema_decay"] < 1
+
+
+def test_model_config_round_trips_through_build_model():
+    quick = get_profile("quick")
+    config = presets.model_config("edm", "moons", quick, sigma_data=0.7)
+    model = presets.build_model(config)
+    assert isinstance(model, EDMPrecond) and model.sigma_data == 0.7
+    assert config["net"] == {"kind": "mlp", "kwargs": {"dim": 2, "hidden": 64, "depth": 3}}
+    digits = presets.build_model(presets.model_config("vp", "digits", quick, sigma_data=0.5))
+    assert isinstance(digits, VPPrecond) and digits.backbone.img_resolution == 8
+
+
+def test_unknown_names_are_one_line_errors():
+    quick = get_profile("quick")
+    with pytest.raises(ValueError, match="unknown data set 'faces'; valid: gmm"):
+        presets.train_budget(quick, "faces")
+    with pytest.raises(ValueError, match="unknown method 'ddpm'; valid: edm, vp, ve"):
+        presets.model_config("ddpm", "moons", quick, 1.0)
+    with pytest.raises(ValueError, match="unknown net kind 'cnn'"):
+        presets.build_net({"kind": "cnn", "kwargs": {}})
+
+
+def test_toy_setup_is_the_notebooks_ring():
+    gmm, x = presets.toy_mixture(n=500, seed=0)
+    assert x.shape == (500, 2) and x.dtype == torch.float32
+    assert abs(float(x.norm(dim=1).mean()) - 1.0) < 0.05  # radius 1, std 0.1
+    _, again = presets.toy_mixture(n=500, seed=0)
+    assert torch.equal(x, again)
+    assert presets.toy_steps(get_profile("quick")) == 500 and presets.toy_steps(get_profile("full")) == 4000
+    assert presets.toy_fit_options(4000)["ema_halflife"] == 200
+
+
+def test_image_grid_places_every_image_and_pads_in_white():
+    images = torch.stack([torch.full((1, 2, 2), v) for v in (-1.0, 0.0, 1.0)])  # three 2x2 images
+    grid = plotting.image_grid(images, cols=2)
+    assert grid.shape == (2 * 4, 2 * 4, 1)  # 2 rows x 2 cols of 4x4 padded cells
+    assert float(grid[1:3, 1:3].max()) == 0.0  # image 0: -1 maps to black
+    assert torch.allclose(grid[1:3, 5:7], torch.full((2, 2, 1), 0.5))  # image 1: 0 maps to grey
+    assert float(grid[5:7, 1:3].min()) == 1.0  # image 2: white
+    assert float(grid[4:, 4:].min()) == 1.0  # the empty fourth cell is white
+    assert float(grid[0].min()) == 1.0  # padding
+    rgb = plotting.image_grid(torch.rand(5, 3, 4, 4) * 2 - 1)
+    assert rgb.shape == (2 * 6, 3 * 6, 3) and 0 <= float(rgb.min()) and float(rgb.max()) <= 1
+
+
+def test_image_grid_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="shape"):
+        plotting.image_grid(torch.zeros(4, 8, 8))
+    with pytest.raises(ValueError, match="no images"):
+        plotting.image_grid(torch.zeros(0, 1, 8, 8))
+
+
+def test_scatter_panels_draw_one_panel_per_set():
+    ref = torch.randn(50, 2)
+    fig = plotting.scatter_panels({"a": torch.randn(20, 2), "b": torch.randn(30, 2)}, reference=ref)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["a", "b"]
+    assert [len(ax.collections) for ax in axes] == [2, 2]  # data + samples
+    assert axes[0].get_xlim() == (-2.0, 2.0)
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        plotting.scatter_panels({"c": torch.randn(5, 3)})
+
+
+def test_save_samples_writes_points_and_images(tmp_path):
+    assert plotting.save_samples(torch.randn(40, 2), tmp_path / "p.png", "points").stat().st_size > 1000
+    assert plotting.save_samples(torch.randn(4, 1, 8, 8), tmp_path / "g.png", "grid").stat().st_size > 500
+    with pytest.raises(ValueError, match="cannot draw samples of shape"):
+        plotting.save_samples(torch.randn(4, 3), tmp_path / "x.png", "bad")
+    assert not (tmp_path / "x.png").exists()
