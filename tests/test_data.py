@@ -82,12 +82,15 @@ def test_get_toy_rejects_unknown_names():
 
 # -- sklearn digits ------------------------------------------------------------------------------
 def test_digits_split_is_fixed_disjoint_and_stratified():
-    train, test, everything = (digits_split_indices(s) for s in ("train", "test", "all"))
-    assert len(everything) == 1797 and len(train) + len(test) == 1797
-    assert not set(train) & set(test)
+    # three-way split: models / feature classifier / evaluation (two halves); see
+    # tests/test_image_metrics.py for the sizes
+    parts = [digits_split_indices(s) for s in ("train", "classifier", "eval_a", "eval_b")]
+    assert len(digits_split_indices("all")) == 1797 and sum(map(len, parts)) == 1797
+    assert len(set().union(*map(set, parts))) == 1797  # disjoint
+    assert np.array_equal(digits_split_indices("test"), digits_split_indices("eval"))
     x_test, y_test = load_digits("test")
     counts = torch.bincount(y_test, minlength=10)
-    assert counts.min() >= 34 and counts.max() <= 38  # ~20% of each class (174..183 per class)
+    assert counts.min() >= 62 and counts.max() <= 67  # 36% of each class (174..183 per class)
     assert torch.equal(load_digits("test")[0], x_test)
 
 
@@ -114,7 +117,7 @@ def test_digits_range_shape_and_upsampling():
 def test_digits_rejects_bad_arguments():
     with pytest.raises(ValueError, match="size must be one of 8, 16, 32"):
         load_digits(size=28)
-    with pytest.raises(ValueError, match="split must be one of train, test, all"):
+    with pytest.raises(ValueError, match="split must be one of train, classifier, eval"):
         load_digits(split="valid")
 
 
