@@ -7,29 +7,17 @@ proofs`` calls :func:`run_all`; ``book/questions.md`` renders every proof via :f
 
 from __future__ import annotations
 
-import importlib
 import time
 
 from .base import Proof, ProofResult, numeric_check, symbolic_zero
 
 __all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check", "all_proofs", "get_proof", "run_all"]
 
-_MODULES = ("processes_proofs", "score_proofs")
-
 
 def _load() -> list[Proof]:
-    proofs: list[Proof] = []
-    for mod in _MODULES:
-        full = f"{__name__}.{mod}"
-        try:
-            module = importlib.import_module(full)
-        except ModuleNotFoundError as err:
-            # Only the module's own absence is tolerated (it may not be written yet); a missing
-            # dependency inside it is a real error.
-            if err.name != full:
-                raise
-            continue
-        proofs.extend(module.PROOFS)
+    from . import processes_proofs, score_proofs  # SymPy work: imported on first use
+
+    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS]
     names = [p.name for p in proofs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
