@@ -348,15 +348,18 @@ def _check_reverse():
 
 REVERSE = Proof(
     name="reverse_sde_anderson",
-    title="Anderson's reverse-time SDE and the PF-ODE transport the forward marginals",
+    title="The reverse-time SDE and the PF-ODE have the forward marginals (Fokker-Planck level)",
     statement=r"dx=\big[f-g^2\nabla\log p_t(x)\big]dt+g\,d\bar w\ \ (\text{time running backwards}),\qquad "
-    r"\frac{dx}{dt}=f-\tfrac12 g^2\nabla\log p_t(x)",
+    r"\frac{dx}{dt}=f-\tfrac12 g^2\nabla\log p_t(x):\ \text{both have marginals } p_t"
+    r"\ \ (\text{density evolution only; not Anderson's pathwise result})",
     steps=[
         ("forward Fokker-Planck", r"\partial_t p=-\partial_x(fp)+\tfrac12g^2\partial_x^2p"),
         ("reverse process in tau = T - t has drift -(f - g^2 d log p) and the same g", r"-\partial_t p=\partial_x\big[(f-g^2\partial_x\log p)p\big]+\tfrac12g^2\partial_x^2 p"),
         ("identity", r"(\text{reverse residual}) = -(\text{forward residual})"),
         ("PF-ODE: diffusion term folded into the drift", r"(\text{continuity residual}) = (\text{forward residual})"),
         ("instances: Gaussian data under general s, sigma and Song's VE and VP SDEs", None),
+        ("what this does not prove: that the reversed paths have the law of the forward paths run backwards "
+         "(Anderson 1982, which needs the joint law, not only the marginals); only that the densities agree", None),
     ],
     check=_check_reverse,
 )
@@ -365,7 +368,30 @@ REVERSE = Proof(
 # ===========================================================================================
 # (10) Denoising score matching = explicit score matching + const (Vincent 2011)
 # ===========================================================================================
+def dsm_cross_term_residual(kernel_score_factor=1):
+    """The cross term of denoising score matching, for any data density p0, any kernel q and any model.
+
+    At a fixed x~ the inner integral over the clean x of p0(x) q(x~|x) s(x~) d/dx~ log q(x~|x) must
+    equal s(x~) d/dx~ p_sigma(x~), p_sigma = int p0 q dx (differentiation under the integral sign,
+    which SymPy's Integral.diff applies). Returns the integrand of their difference, simplified;
+    ``kernel_score_factor`` scales the kernel score so a test can state a false identity.
+    """
+    xt_, y_ = sp.symbols("xtilde y", real=True)
+    p0, q, s_model = sp.Function("p_0"), sp.Function("q"), sp.Function("s_theta")
+    joint = p0(y_) * q(xt_, y_)
+    lhs = sp.Integral(joint * s_model(xt_) * kernel_score_factor * sp.diff(sp.log(q(xt_, y_)), xt_), (y_, -sp.oo, sp.oo))
+    p_sigma = sp.Integral(joint, (y_, -sp.oo, sp.oo))
+    rhs = s_model(xt_) * sp.diff(p_sigma, xt_)  # = p_sigma(x~) s(x~) d/dx~ log p_sigma(x~)
+    # both are integrals over y with the same limits: compare the integrands
+    inner = [a for a in sp.Mul.make_args(rhs) if isinstance(a, sp.Integral)][0]
+    outer = sp.Mul(*[a for a in sp.Mul.make_args(rhs) if not isinstance(a, sp.Integral)])
+    if inner.limits != lhs.limits:
+        raise ValueError(f"the two sides integrate over different limits: {inner.limits} vs {lhs.limits}")
+    return sp.simplify(lhs.function - outer * inner.function)
+
+
 def _check_dsm():
+    general = dsm_cross_term_residual()
     z0, z1 = sp.symbols("z0 z1", real=True)
     a = sp.symbols("a0:4", real=True)
     model = lambda u: a[0] + a[1] * u + a[2] * u**2 + a[3] * u**3  # noqa: E731 (any polynomial)
@@ -379,7 +405,7 @@ def _check_dsm():
     gap = sp.simplify(dsm - esm)
     no_params = [sp.diff(gap, ai) for ai in a]
     constant = gap - (1 / sigma**2 - 1 / (c**2 + sigma**2))
-    return _all_zero(*no_params, constant)
+    return _all_zero(general, *no_params, constant)
 
 
 DSM = Proof(
@@ -387,12 +413,19 @@ DSM = Proof(
     title="Denoising score matching equals explicit score matching up to a constant",
     statement=r"\mathbb{E}_{x,\tilde x}\big\|s_\theta(\tilde x)-\nabla_{\tilde x}\log q_\sigma(\tilde x\mid x)\big\|^2"
     r"=\mathbb{E}_{\tilde x}\big\|s_\theta(\tilde x)-\nabla\log p_\sigma(\tilde x)\big\|^2+C,"
+    r"\ C\text{ free of }\theta\ \text{(any } p_0, q, s_\theta);"
     r"\quad C=\tfrac{1}{\sigma^2}-\tfrac{1}{c^2+\sigma^2}\ \text{for } x\sim\mathcal N(\mu,c^2)",
     steps=[
-        ("cross terms agree", r"\mathbb{E}_{x,\tilde x}[s_\theta(\tilde x)\nabla\log q(\tilde x|x)]=\mathbb{E}_{\tilde x}[s_\theta(\tilde x)\nabla\log p_\sigma(\tilde x)]"),
-        ("so the difference is E||grad log q||^2 - E||grad log p_sigma||^2, free of theta", None),
-        ("instance: Gaussian data N(mu, c^2), model s(x) = a0 + a1 x + a2 x^2 + a3 x^3; both losses are polynomials in a", None),
-        ("their difference", r"\tfrac{1}{\sigma^2}-\tfrac{1}{c^2+\sigma^2}"),
+        ("general cross term, for any data density p0, kernel q and model s_theta: q grad log q = grad q, and "
+         "the gradient moves out of the integral over the clean x (checked by SymPy for abstract p0, q, s_theta; "
+         "per coordinate, so it holds in d dimensions)",
+         r"\int p_0(x)\,q(\tilde x|x)\,s_\theta(\tilde x)\,\nabla\log q(\tilde x|x)\,dx"
+         r"=s_\theta(\tilde x)\,\nabla\!\int p_0(x)\,q(\tilde x|x)\,dx=p_\sigma(\tilde x)\,s_\theta(\tilde x)\,\nabla\log p_\sigma(\tilde x)"),
+        ("integrate over x~: the cross terms agree", r"\mathbb{E}_{x,\tilde x}[s_\theta(\tilde x)\nabla\log q(\tilde x|x)]=\mathbb{E}_{\tilde x}[s_\theta(\tilde x)\nabla\log p_\sigma(\tilde x)]"),
+        ("E||s_theta||^2 is the same under both, so the difference of the losses is "
+         "E||grad log q||^2 - E||grad log p_sigma||^2, free of theta (general)", None),
+        ("the constant C in the statement is for the instance: Gaussian data N(mu, c^2) and a cubic model "
+         "s(x) = a0 + a1 x + a2 x^2 + a3 x^3; both losses are polynomials in a and differ by", r"\tfrac{1}{\sigma^2}-\tfrac{1}{c^2+\sigma^2}"),
     ],
     check=_check_dsm,
 )
