@@ -19,7 +19,6 @@ and by ``benchmarks/bench_samplers.py``.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from typing import Callable
@@ -27,6 +26,11 @@ from typing import Callable
 import torch
 # tqdm.std, not tqdm.auto: the notebook widget needs ipywidgets and CDN scripts the offline site must not load
 from tqdm.std import tqdm
+
+from .chain import respace_steps, sigma_from_alpha_bar
+from .constants import DDPM_BETA_1, DDPM_BETA_T, DDPM_T, EDM_RHO, EDM_SIGMA_MAX, EDM_SIGMA_MIN, VP_EPS_S
+from .parameterization import denoiser_to_eps, denoiser_to_score
+from .theory.numeric import vp_sigma, vp_sigma_inv
 
 __all__ = [
     "SOLVERS",
@@ -42,6 +46,9 @@ __all__ = [
     "sample_edm_stochastic",
     "sample_dpmpp_2m",
     "sample_dpmpp_3m",
+    "sample_unipc",
+    "warped_sigmas",
+    "optimize_sigmas",
     "sample_euler_maruyama",
     "sample_predictor_corrector",
     "sample_ancestral",
@@ -52,41 +59,19 @@ __all__ = [
 SCHEDULES = ("karras", "loglinear", "uniform", "vp")
 DDPM_SPACINGS = ("leading", "trailing", "linspace")
 
-# EDM's defaults for the sigma range (Karras et al. 2022, Table 1 / Sec. 5) and its VP constants.
-EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0
-VP_BETA_MIN, VP_BETA_D, VP_EPS_S = 0.1, 19.9, 1e-3
+# EDM's sigma range and VP constants (Karras et al. 2022, Table 1) live in diffnotes.constants;
+# vp_sigma / vp_sigma_inv in diffnotes.theory.numeric (both re-exported here for old imports).
 
 
 # --------------------------------------------------------------------------------------------
 # Schedules
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def _vp_process(beta_min: float, beta_d: float):
-    # The VP formulas live in diffnotes.theory (SymPy); imported lazily, as SymPy is slow to load.
-    from .theory import get_process
-
-    return get_process("vp", beta_min=beta_min, beta_d=beta_d).lambdify("torch")
-
-
-def vp_sigma(t, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D) -> torch.Tensor:
-    """sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) of the VP SDE (EDM, Table 1), float64.
-
-    Evaluated from ``diffnotes.theory.get_process("vp")`` (the one place the formula lives).
-    """
-    return _vp_process(float(beta_min), float(beta_d)).sigma(torch.as_tensor(t, dtype=torch.float64))
-
-
-def vp_sigma_inv(sigma, beta_min: float = VP_BETA_MIN, beta_d: float = VP_BETA_D) -> torch.Tensor:
-    """The VP time t at which the noise level is ``sigma`` (the inverse of :func:`vp_sigma`)."""
-    return _vp_process(float(beta_min), float(beta_d)).sigma_inv(torch.as_tensor(sigma, dtype=torch.float64))
-
-
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
 def sigma_schedule(kind: str, n: int, sigma_min: float | None = None, sigma_max: float | None = None,
-                   rho: float = 7.0) -> torch.Tensor:
+                   rho: float = EDM_RHO) -> torch.Tensor:
     """``n`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0 (float64).
 
     kinds:
@@ -130,8 +115,8 @@ def sigma_schedule(kind: str, n: int, sigma_min: float | None = None, sigma_max:
     return _append_zero(sigmas)
 
 
-def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int = 1000,
-                beta_start: float = 1e-4, beta_end: float = 0.02, return_timesteps: bool = False):
+def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int = DDPM_T,
+                beta_start: float = DDPM_BETA_1, beta_end: float = DDPM_BETA_T, return_timesteps: bool = False):
     """Noise levels of ``n_steps`` discrete DDPM timesteps, then a final 0 (float64).
 
     DDPM's linear betas (Ho et al. 2020: beta_1 = 1e-4 ... beta_T = 0.02, T = 1000) give
@@ -155,13 +140,8 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
 
     T = num_train_timesteps
     alpha_bar = torch.from_numpy(ddpm_alpha_bar(T, beta_start, beta_end)[1:])  # 0-based t, as diffusers
-    sigma_table = torch.sqrt((1 - alpha_bar) / alpha_bar)  # EDM's sigma of a VP process with s = sqrt(alpha_bar)
-    if spacing == "leading":
-        timesteps = torch.arange(n_steps - 1, -1, -1, dtype=torch.int64) * (T // n_steps)
-    elif spacing == "trailing":
-        timesteps = torch.round(torch.arange(T, 0, -T / n_steps, dtype=torch.float64)).long() - 1
-    else:
-        timesteps = torch.round(torch.linspace(0, T - 1, n_steps, dtype=torch.float64)).long().flip(0)
+    sigma_table = sigma_from_alpha_bar(alpha_bar)  # EDM's sigma of a VP process with s = sqrt(alpha_bar)
+    timesteps = respace_steps(T, n_steps, spacing)
     sigmas = _append_zero(sigma_table[timesteps])
     return (sigmas, timesteps) if return_timesteps else sigmas
 
@@ -170,8 +150,8 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
 # Helpers
 # --------------------------------------------------------------------------------------------
 def to_d(x: torch.Tensor, sigma, denoised: torch.Tensor) -> torch.Tensor:
-    """The PF-ODE derivative dx/dsigma = (x - D(x; sigma)) / sigma (EDM eq. 4 with s = 1)."""
-    return (x - denoised) / sigma
+    """The PF-ODE derivative dx/dsigma = (x - D(x; sigma)) / sigma (EDM eq. 4 with s = 1): eps from D."""
+    return denoiser_to_eps(denoised, x, sigma)
 
 
 def _check(x, sigmas) -> list[float]:
@@ -364,7 +344,7 @@ def sample_ddim(denoiser, x, sigmas, *, eta: float = 0.0, generator=None, callba
         sigma, sigma_next = s[i], s[i + 1]
         denoised = _call(denoiser, x, sigma)
         _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
-        eps_hat = (x - denoised) / sigma
+        eps_hat = denoiser_to_eps(denoised, x, sigma)
         c = eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
         if c > sigma_next:  # eta > 1 can ask for more noise than the target level holds
             raise ValueError(f"eta={eta} gives a noise scale {c:.4g} above sigma_next={sigma_next:.4g}; use eta <= 1")
@@ -396,7 +376,7 @@ def sample_euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None,
             x = denoised
             break
         delta = sigma - sigma_next
-        score = (denoised - x) / sigma**2
+        score = denoiser_to_score(denoised, x, sigma)
         x = x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
     return x
 
@@ -428,7 +408,7 @@ def sample_predictor_corrector(denoiser, x, sigmas, *, predictor: str = "reverse
         if sigma_next == 0:
             x = denoised
             break
-        score = (denoised - x) / sigma**2
+        score = denoiser_to_score(denoised, x, sigma)
         if predictor == "reverse_diffusion":  # Alg. 2 lines 3-5
             var = sigma**2 - sigma_next**2
             x = x + var * score + math.sqrt(var) * _randn(x, generator)
@@ -499,7 +479,7 @@ def sample_annealed_langevin(denoiser, x, sigmas, *, epsilon: float = 2e-5, n_st
         alpha = epsilon * sigma**2 / sigma_L**2  # Alg. 1 line 3
         for _ in range(n_steps_each):  # lines 4-7
             denoised = _call(denoiser, x, sigma)
-            score = (denoised - x) / sigma**2
+            score = denoiser_to_score(denoised, x, sigma)
             x = x + 0.5 * alpha * score + math.sqrt(alpha) * _randn(x, generator)
         _report(callback, x=x, i=i, sigma=sigma, sigma_next=s[i + 1], denoised=denoised)
     if final_denoise:
@@ -547,3 +527,161 @@ def sample(denoiser, x, sigmas, solver: str = "heun", *, generator=None, callbac
     if "generator" in params:
         options["generator"] = generator
     return fn(denoiser, x, sigmas, callback=callback, progress=progress, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Step schedules fitted to a model
+# --------------------------------------------------------------------------------------------
+def warped_sigmas(n: int, sigma_end: float, sigma_max: float, warp: float) -> torch.Tensor:
+    """``n`` levels from ``sigma_max`` down to ``sigma_end``, then 0, warped in lambda = -log sigma.
+
+    lambda_i = lambda_max + (lambda_end - lambda_max) g(i / (n - 1)) with g(u) = (e^(warp u) - 1) /
+    (e^warp - 1): ``warp`` = 0 is log-linear (uniform in lambda, DPM-Solver's choice); a negative
+    warp takes long steps at high noise and short ones near the data (like Karras' rho, whose
+    rho = 7 over [0.002, 80] is close to warp = -2.4); a positive warp does the opposite.
+    The family of :func:`optimize_sigmas`.
+    """
+    if n == 1 or abs(warp) < 1e-9:
+        return sigma_schedule("loglinear", n, sigma_end, sigma_max)
+    u = torch.linspace(0, 1, n, dtype=torch.float64)
+    g = torch.expm1(warp * u) / math.expm1(warp)
+    log_sigmas = math.log(sigma_max) + (math.log(sigma_end) - math.log(sigma_max)) * g
+    return _append_zero(torch.exp(log_sigmas))
+
+
+def optimize_sigmas(denoiser, x_pilot: torch.Tensor, n: int, solver: str = "dpmpp_3m", *,
+                    sigma_min: float, sigma_max: float, reference: torch.Tensor | None = None,
+                    reference_steps: int = 500, max_evals: int = 40, solver_options: dict | None = None):
+    """Fit ``n`` noise levels for ``solver`` to one model, from the model alone.
+
+    The rule (in the spirit of "Align Your Steps", Sabour et al. 2024, with the sampling error
+    itself as the objective): draw pilot noise ``x_pilot = sigma_max z`` (the caller's seed, never
+    the noise the schedule is later judged on), solve the model's PF-ODE from it finely
+    (``reference_steps`` log-linear steps of ``"dpmpp_3m"`` over [sigma_min, sigma_max], unless a
+    ``reference`` is given), and pick the schedule of :func:`warped_sigmas` - two numbers: the
+    last nonzero level sigma_end in [sigma_min, sigma_max / e] and the warp in [-6, 6] - whose
+    ``solver`` samples (with ``solver_options``) from ``x_pilot`` have the smallest RMSE to that
+    solution. A 4 x 3 grid seeds a Nelder-Mead search in (log sigma_end, warp); at most
+    ``max_evals`` solves in all.
+
+    The step into sigma = 0 stays a single step, so a larger sigma_end trades the last, cheap
+    steps near the data for smaller steps higher up (the effect of diffusers' "trailing" spacing,
+    here chosen for the model instead of fixed). Returns ``(sigmas, info)`` with info the chosen
+    ``sigma_end``, ``warp``, the pilot RMSE and the number of solves.
+    """
+    from scipy.optimize import minimize
+
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer number of levels >= 2, got {n!r}")
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if reference is None:
+        fine = sigma_schedule("loglinear", reference_steps, sigma_min, sigma_max)
+        reference = sample(denoiser, x_pilot, fine, "dpmpp_3m")
+    log_lo, log_hi = math.log(sigma_min), math.log(sigma_max) - 1.0
+    seen: dict[tuple[float, float], float] = {}
+
+    def levels(p) -> torch.Tensor:
+        log_end = min(max(p[0], log_lo), log_hi)
+        return warped_sigmas(n, math.exp(log_end), sigma_max, min(max(p[1], -6.0), 6.0))
+
+    def loss(p) -> float:
+        key = (round(min(max(p[0], log_lo), log_hi), 6), round(min(max(p[1], -6.0), 6.0), 6))
+        if key not in seen:
+            out = sample(denoiser, x_pilot, levels(p), solver, **(solver_options or {}))
+            err = (out - reference).flatten(1).pow(2).sum(1).mean().sqrt()
+            seen[key] = float(err) if bool(torch.isfinite(err)) else float("inf")
+        return seen[key]
+
+    grid = [(log_lo + k * 1.2, w) for k in range(4) for w in (-2.0, 0.0, 2.0)]
+    start = min(grid, key=loss)
+    simplex = [start, (start[0] + 0.6, start[1]), (start[0], start[1] + 1.0)]
+    minimize(lambda p: loss(p), start, method="Nelder-Mead",
+             options=dict(initial_simplex=simplex, maxfev=max(1, max_evals - len(grid)), xatol=1e-3, fatol=0))
+    (log_end, warp), err = min(seen.items(), key=lambda kv: kv[1])
+    info = dict(sigma_end=math.exp(log_end), warp=warp, pilot_rmse=err, solves=len(seen))
+    return levels((log_end, warp)), info
+
+
+# --------------------------------------------------------------------------------------------
+# UniPC (Zhao et al. 2023): a multistep predictor with a free corrector
+# --------------------------------------------------------------------------------------------
+def _unipc_weights(h: float, rks: list[float], order: int, variant: str):
+    """h phi_1(-h), B(h) and the order-``order`` system R rho = b of UniPC (Zhao et al. 2023, Alg. 2-3).
+
+    With hh = -h (data prediction), phi_k as in DPM-Solver: b_k = hh phi_{k+1}(hh) k! / B(h) and
+    R_{kj} = r_j^(k-1). B(h) = hh ("bh1") or e^hh - 1 ("bh2").
+    """
+    hh = -h
+    h_phi_1 = math.expm1(hh)  # hh phi_1(hh) = e^hh - 1
+    h_phi_k = h_phi_1 / hh - 1  # phi_2(hh) hh... built up by the recursion phi_{k+1} = (phi_k - 1/k!) / hh
+    B_h = hh if variant == "bh1" else math.expm1(hh)
+    R, b, factorial = [], [], 1
+    for k in range(1, order + 1):
+        R.append([rk ** (k - 1) for rk in rks])
+        b.append(h_phi_k * factorial / B_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    return h_phi_1, B_h, torch.tensor(R, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+
+
+def _unipc_differences(history, lam0: float, h: float, D0: torch.Tensor, order: int):
+    """r_k = (lambda_{-k} - lambda_0) / h and (D_{-k} - D_0) / r_k for the order - 1 older outputs."""
+    rks, diffs = [], []
+    for k in range(1, order):
+        lam_k, D_k = history[-(k + 1)]
+        rk = (lam_k - lam0) / h
+        rks.append(rk)
+        diffs.append((D_k - D0) / rk)
+    return rks, diffs
+
+
+def sample_unipc(denoiser, x, sigmas, *, order: int = 3, variant: str = "bh2", corrector: bool = True,
+                 callback=None, progress=False):
+    """UniPC (Zhao et al. 2023) in data-prediction form, lambda = -log sigma, s = 1 coordinates.
+
+    Each step is a UniP-``order`` predictor (Alg. 2: x_{i+1} = (sigma_{i+1}/sigma_i) x_i +
+    (1 - e^{-h}) D_i - B(h) sum_k rho_k (D_{i-k} - D_i) / r_k), and once D has been evaluated at
+    the predicted point, a UniC corrector (Alg. 3) re-solves the same step with that new value
+    included, which raises the order by one at no extra evaluation. The corrected point keeps the
+    output D evaluated at the predicted one (the model is not called twice). As in diffusers'
+    ``UniPCMultistepScheduler`` (``lower_order_final=True``, ``final_sigmas_type="zero"``): the
+    order warms up over the first steps, the last steps drop to the remaining count, and the
+    step into sigma = 0 returns D. ``order=2`` uses rho = 1/2 for the predictor, as diffusers does.
+    """
+    if order not in (1, 2, 3) or variant not in ("bh1", "bh2"):
+        raise ValueError(f"UniPC needs order in 1, 2, 3 and variant 'bh1' or 'bh2', got {order!r}, {variant!r}")
+    s = _check(x, sigmas)
+    n = len(s) - 1
+    history: list[tuple[float, torch.Tensor]] = []  # (lambda_j, D_j), newest last
+    x_last, order_last = None, 0
+    for i in _steps(n, progress):
+        denoised = _call(denoiser, x, s[i])
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        lam = -math.log(s[i])
+        if corrector and x_last is not None:  # UniC: redo the last step with D_i included
+            lam0, D0 = history[-1]
+            h = lam - lam0
+            rks, diffs = _unipc_differences(history, lam0, h, D0, order_last)
+            h_phi_1, B_h, R, b = _unipc_weights(h, rks + [1.0], order_last, variant)
+            rhos = [0.5] if order_last == 1 else torch.linalg.solve(R, b).tolist()
+            x = (s[i] / s[i - 1]) * x_last - h_phi_1 * D0
+            x = x - B_h * (sum(r * d for r, d in zip(rhos[:-1], diffs)) + rhos[-1] * (denoised - D0))
+        history = (history + [(lam, denoised)])[-order:]
+        order_now = min(order, n - i, len(history))
+        x_last, order_last = x, order_now
+        if s[i + 1] == 0:  # the first-order step into sigma = 0 returns D
+            x = denoised
+            break
+        h = math.log(s[i]) - math.log(s[i + 1])
+        rks, diffs = _unipc_differences(history, lam, h, denoised, order_now)
+        h_phi_1, B_h, R, b = _unipc_weights(h, rks + [1.0], order_now, variant)
+        x = (s[i + 1] / s[i]) * x - h_phi_1 * denoised
+        if diffs:  # UniP: rho solves the leading (order - 1) x (order - 1) block
+            rhos = [0.5] if order_now == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1]).tolist()
+            x = x - B_h * sum(r * d for r, d in zip(rhos, diffs))
+    return x
+
+
+_SOLVER_FUNCTIONS["unipc"] = sample_unipc  # registered here, after its definition
+SOLVERS = tuple(_SOLVER_FUNCTIONS)
