@@ -26,6 +26,7 @@ import torch
 
 __all__ = [
     "PREDICTIONS",
+    "append_dims",
     "eps_to_denoiser",
     "denoiser_to_eps",
     "v_to_denoiser",
@@ -39,52 +40,59 @@ __all__ = [
 PREDICTIONS = ("eps", "x0", "v", "score")
 
 
-def _bcast(value, x: torch.Tensor) -> torch.Tensor:
-    """A float, 0-d tensor or per-sample (N,) tensor, shaped to broadcast against x (N, ...)."""
+def append_dims(value, x: torch.Tensor) -> torch.Tensor:
+    """A float, 0-d tensor or per-sample (N,) tensor, shaped to broadcast against x (N, ...).
+
+    The one per-sample broadcast of the package: (N,) becomes (N, 1, ..., 1), in x's dtype and
+    device; a tensor scalar becomes 0-d in x's dtype; a Python number is returned as it is
+    (PyTorch combines it with x at full precision). Anything else is an error.
+    """
+    if isinstance(value, (int, float)):
+        return value
     value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
     if value.ndim == 0:
         return value
     if value.ndim == 1 and value.shape[0] == x.shape[0]:
         return value.reshape(-1, *([1] * (x.ndim - 1)))
     raise ValueError(
-        f"sigma/scale must be a scalar or have shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, "
-        f"got shape {tuple(value.shape)}"
+        f"a per-sample value (sigma, scale, ...) must be a scalar or have shape ({x.shape[0]},) "
+        f"for x of shape {tuple(x.shape)}, got shape {tuple(value.shape)}"
     )
 
 
 def eps_to_denoiser(eps, x, sigma, scale=1.0):
     """D = x_t / s - sigma * eps (x_t = s (x0 + sigma n), eps ~ E[n | x_t])."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return x / scale - sigma * eps
 
 
 def denoiser_to_eps(denoised, x, sigma, scale=1.0):
     """eps = (x_t / s - D) / sigma; undefined at sigma = 0."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return (x / scale - denoised) / sigma
 
 
 def v_to_denoiser(v, x, sigma, scale=1.0):
     """D = (x_t - sigma v) / (s (1 + sigma^2)); VP (s^2 (1 + sigma^2) = 1): D = alpha x_t - sigma_vp v."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return (x - sigma * v) / (scale * (1 + sigma**2))
 
 
 def denoiser_to_v(denoised, x, sigma, scale=1.0):
     """v = s eps - s sigma D with eps = (x_t / s - D) / sigma, i.e. (x_t - s D) / sigma - s sigma D."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return (x - scale * denoised) / sigma - scale * sigma * denoised
 
 
 def score_to_denoiser(score, x, sigma, scale=1.0):
     """Tweedie with a scale: D = (x_t + s^2 sigma^2 grad log p_t(x_t)) / s."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return (x + scale**2 * sigma**2 * score) / scale
 
 
 def denoiser_to_score(denoised, x, sigma, scale=1.0):
     """grad log p_t(x_t) = (s D - x_t) / (s^2 sigma^2); with s = 1 the contract's (D - x) / sigma^2."""
-    sigma, scale = _bcast(sigma, x), _bcast(scale, x)
+    sigma, scale = append_dims(sigma, x), append_dims(scale, x)
     return (scale * denoised - x) / (scale**2 * sigma**2)
 
 
@@ -128,7 +136,7 @@ def wrap(
         sigma_n = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         s = 1.0 if scale is None else (scale(sigma_n) if callable(scale) else scale)
         s = torch.as_tensor(s, dtype=x.dtype, device=x.device)
-        x_t = x * _bcast(s, x)
+        x_t = x * append_dims(s, x)
         cond = sigma_n if noise_cond is None else noise_cond(sigma_n)
         out = model(x_t, cond, **kwargs)
         return convert(out, x_t, sigma_n, s)

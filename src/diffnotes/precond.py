@@ -13,33 +13,17 @@ lab notebooks, and ``python -m diffnotes train`` (``--method vp|ve|edm``).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
+
+from . import constants as K
+from .parameterization import append_dims
+from .theory.numeric import vp_sigma, vp_sigma_inv
 
 __all__ = ["vp_sigma", "vp_sigma_inv", "Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS", "iddpm_sigmas"]
 
 
-@functools.lru_cache(maxsize=None)
-def _vp_theory(beta_d: float, beta_min: float):
-    # The VP formulas live in diffnotes.theory (SymPy), lambdified once per parameter pair.
-    from .theory import get_process
-
-    return get_process("vp", beta_d=beta_d, beta_min=beta_min).lambdify("torch")
-
-
-def vp_sigma(t, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
-    """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (EDM Table 1).
-
-    Evaluated from ``diffnotes.theory.get_process("vp")`` in the dtype of ``t``.
-    """
-    return _vp_theory(float(beta_d), float(beta_min)).sigma(torch.as_tensor(t))
-
-
-def vp_sigma_inv(sigma, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
-    """The VP time t with vp_sigma(t) = sigma (from the theory's closed form)."""
-    return _vp_theory(float(beta_d), float(beta_min)).sigma_inv(torch.as_tensor(sigma))
+# vp_sigma / vp_sigma_inv live in diffnotes.theory.numeric (re-exported here for old imports).
 
 
 class Precond(nn.Module):
@@ -67,7 +51,7 @@ class Precond(nn.Module):
             sigma = sigma.expand(x.shape[0])
         if sigma.shape != (x.shape[0],):
             raise ValueError(f"sigma must be 0-d or of shape ({x.shape[0]},), got {tuple(sigma.shape)}")
-        sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+        sigma = append_dims(sigma, x)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         net_dtype = next(self.backbone.parameters()).dtype
         F_x = self.backbone((c_in * x).to(net_dtype), c_noise.flatten(), class_labels=class_labels)
@@ -80,18 +64,18 @@ class VPPrecond(Precond):
     sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), t in [epsilon_t, 1] (EDM Table 1).
     """
 
-    def __init__(self, backbone: nn.Module, beta_d: float = 19.9, beta_min: float = 0.1, M: int = 1000,
-                 epsilon_t: float = 1e-5):
+    def __init__(self, backbone: nn.Module, beta_d: float = K.VP_BETA_D, beta_min: float = K.VP_BETA_MIN,
+                 M: int = K.VP_M, epsilon_t: float = K.VP_EPS_T):
         super().__init__(backbone)
         self.beta_d, self.beta_min, self.M, self.epsilon_t = beta_d, beta_min, M, epsilon_t
         self.sigma_min = float(self.sigma(torch.tensor(epsilon_t, dtype=torch.float64)))
         self.sigma_max = float(self.sigma(torch.tensor(1.0, dtype=torch.float64)))
 
     def sigma(self, t):
-        return vp_sigma(t, self.beta_d, self.beta_min)
+        return vp_sigma(t, beta_d=self.beta_d, beta_min=self.beta_min)
 
     def sigma_inv(self, sigma):
-        return vp_sigma_inv(sigma, self.beta_d, self.beta_min)
+        return vp_sigma_inv(sigma, beta_d=self.beta_d, beta_min=self.beta_min)
 
     def coefficients(self, sigma):
         c_skip = torch.ones_like(sigma)
@@ -104,7 +88,7 @@ class VPPrecond(Precond):
 class VEPrecond(Precond):
     """Variance exploding (NCSN++ / SMLD): the network outputs sigma-scaled noise, input unscaled."""
 
-    def __init__(self, backbone: nn.Module, sigma_min: float = 0.02, sigma_max: float = 100.0):
+    def __init__(self, backbone: nn.Module, sigma_min: float = K.VE_SIGMA_MIN, sigma_max: float = K.VE_SIGMA_MAX):
         super().__init__(backbone)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
 
@@ -116,12 +100,12 @@ class VEPrecond(Precond):
         return c_skip, c_out, c_in, c_noise
 
 
-def iddpm_sigmas(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> torch.Tensor:
+def iddpm_sigmas(M: int = K.IDDPM_M, C_1: float = K.IDDPM_C1, C_2: float = K.IDDPM_C2) -> torch.Tensor:
     """iDDPM's discrete noise levels u_0 > u_1 > ... > u_M = 0 (EDM Table 1) as a float64 tensor.
 
     The recursion lives once, in ``diffnotes.theory.processes.iddpm_u``.
     """
-    from .theory.processes import iddpm_u  # imported here: SymPy loads only when iDDPM is used
+    from .theory.processes import iddpm_u
 
     return torch.from_numpy(iddpm_u(M, C_1, C_2)).to(torch.float64)
 
@@ -129,7 +113,7 @@ def iddpm_sigmas(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> torch
 class IDDPMPrecond(Precond):
     """Improved DDPM (Nichol & Dhariwal 2021): the network saw only the M discrete levels u_j."""
 
-    def __init__(self, backbone: nn.Module, C_1: float = 0.001, C_2: float = 0.008, M: int = 1000):
+    def __init__(self, backbone: nn.Module, C_1: float = K.IDDPM_C1, C_2: float = K.IDDPM_C2, M: int = K.IDDPM_M):
         super().__init__(backbone)
         self.C_1, self.C_2, self.M = C_1, C_2, M
         self.register_buffer("u", iddpm_sigmas(M, C_1, C_2), persistent=False)
@@ -155,7 +139,7 @@ class IDDPMPrecond(Precond):
 class EDMPrecond(Precond):
     """EDM (Karras et al. 2022, Sec. 5): unit-variance input and target at every sigma."""
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = 0.5, sigma_min: float = 0.0,
+    def __init__(self, backbone: nn.Module, sigma_data: float = K.EDM_SIGMA_DATA, sigma_min: float = 0.0,
                  sigma_max: float = float("inf")):
         super().__init__(backbone)
         self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)

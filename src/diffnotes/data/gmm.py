@@ -13,13 +13,13 @@ import math
 
 import torch
 
+from ..parameterization import append_dims, score_to_denoiser
 
-def _as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
-    """Broadcast a scalar / 0-d / per-sample sigma to shape (N, 1)."""
+
+def _per_sample_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
+    """A scalar / 0-d / per-sample sigma as shape (N,), in x's dtype."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    if sigma.ndim == 0:
-        sigma = sigma.expand(x.shape[0])
-    return sigma.reshape(-1, 1)
+    return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
 
 
 class GaussianMixture:
@@ -72,7 +72,7 @@ class GaussianMixture:
         is inverted per sample.
         """
         x = x.to(self.dtype)
-        s2 = _as_sigma(sigma, x) ** 2  # (N,1)
+        s2 = append_dims(_per_sample_sigma(sigma, x), x) ** 2  # (N,1)
         lam, vecs = self._eig  # (K,d), (K,d,d)
         diff = x.unsqueeze(1) - self.means.unsqueeze(0)  # (N,K,d)
         proj = torch.einsum("kji,nkj->nki", vecs, diff)  # U_k^T (x - mu_k)
@@ -108,8 +108,8 @@ class GaussianMixture:
 
     def denoiser(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """Ideal denoiser D(x; sigma) = E[x0 | x] = x + sigma^2 * score (Tweedie)."""
-        s = _as_sigma(sigma, x.to(self.dtype))
-        return x.to(self.dtype) + s**2 * self.score(x, sigma)
+        x = x.to(self.dtype)
+        return score_to_denoiser(self.score(x, sigma), x, _per_sample_sigma(sigma, x))
 
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.weights.numel()}, d={self.dim})"

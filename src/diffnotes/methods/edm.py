@@ -18,62 +18,70 @@ from __future__ import annotations
 
 import torch
 
-from ..precond import vp_sigma
+from .. import constants as K
+from ..theory.numeric import vp_sigma
 
 __all__ = ["EDMLoss", "VPLoss", "VELoss", "LOSSES"]
 
 
-def _per_sample(weight: torch.Tensor, D_yn: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (weight * (D_yn - y) ** 2).flatten(1).mean(dim=1)
+class _DenoisingLoss:
+    """lambda(sigma) ||D(y + n; sigma) - y||^2 with sigma = sigma_from(one standard draw) per sample.
+
+    A subclass says its Table 1 column in three lines: ``draw`` (``torch.rand`` for u ~ U(0, 1)
+    or ``torch.randn`` for z ~ N(0, 1)), ``sigma_from(draw)`` (p_train) and ``weight(sigma)``
+    (lambda). ``tests/test_numeric.py`` checks the last two against ``diffnotes.theory``.
+    """
+
+    draw = staticmethod(torch.rand)
+
+    def sigma_from(self, draw: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return 1 / sigma**2
+
+    def __call__(self, model, x0, class_labels=None):
+        sigma = self.sigma_from(self.draw((x0.shape[0],) + (1,) * (x0.ndim - 1), device=x0.device))
+        n = torch.randn_like(x0) * sigma
+        D_yn = model(x0 + n, sigma.flatten(), class_labels)
+        return (self.weight(sigma) * (D_yn - x0) ** 2).flatten(1).mean(dim=1)
 
 
-def _noise_level_shape(y: torch.Tensor) -> tuple[int, ...]:
-    return (y.shape[0],) + (1,) * (y.ndim - 1)
-
-
-class VPLoss:
+class VPLoss(_DenoisingLoss):
     """VP (DDPM++, Song et al. 2021): t ~ U(epsilon_t, 1), sigma = sigma_VP(t), lambda = 1/sigma^2."""
 
-    def __init__(self, beta_d: float = 19.9, beta_min: float = 0.1, epsilon_t: float = 1e-5):
+    def __init__(self, beta_d: float = K.VP_BETA_D, beta_min: float = K.VP_BETA_MIN,
+                 epsilon_t: float = K.VP_EPS_T):
         self.beta_d, self.beta_min, self.epsilon_t = beta_d, beta_min, epsilon_t
 
-    def __call__(self, model, x0, class_labels=None):
-        rnd_uniform = torch.rand(_noise_level_shape(x0), device=x0.device)
-        sigma = vp_sigma(1 + rnd_uniform * (self.epsilon_t - 1), self.beta_d, self.beta_min)
-        weight = 1 / sigma**2
-        n = torch.randn_like(x0) * sigma
-        D_yn = model(x0 + n, sigma.flatten(), class_labels)
-        return _per_sample(weight, D_yn, x0)
+    def sigma_from(self, draw):
+        return vp_sigma(1 + draw * (self.epsilon_t - 1), beta_d=self.beta_d, beta_min=self.beta_min)
 
 
-class VELoss:
+class VELoss(_DenoisingLoss):
     """VE (NCSN++ / SMLD): log sigma ~ U(log sigma_min, log sigma_max), lambda = 1/sigma^2."""
 
-    def __init__(self, sigma_min: float = 0.02, sigma_max: float = 100.0):
+    def __init__(self, sigma_min: float = K.VE_SIGMA_MIN, sigma_max: float = K.VE_SIGMA_MAX):
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
-    def __call__(self, model, x0, class_labels=None):
-        rnd_uniform = torch.rand(_noise_level_shape(x0), device=x0.device)
-        sigma = self.sigma_min * (self.sigma_max / self.sigma_min) ** rnd_uniform
-        weight = 1 / sigma**2
-        n = torch.randn_like(x0) * sigma
-        D_yn = model(x0 + n, sigma.flatten(), class_labels)
-        return _per_sample(weight, D_yn, x0)
+    def sigma_from(self, draw):
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** draw
 
 
-class EDMLoss:
+class EDMLoss(_DenoisingLoss):
     """EDM: ln sigma ~ N(P_mean, P_std^2), lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2."""
 
-    def __init__(self, P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5):
+    draw = staticmethod(torch.randn)
+
+    def __init__(self, P_mean: float = K.EDM_P_MEAN, P_std: float = K.EDM_P_STD,
+                 sigma_data: float = K.EDM_SIGMA_DATA):
         self.P_mean, self.P_std, self.sigma_data = P_mean, P_std, sigma_data
 
-    def __call__(self, model, x0, class_labels=None):
-        rnd_normal = torch.randn(_noise_level_shape(x0), device=x0.device)
-        sigma = (rnd_normal * self.P_std + self.P_mean).exp()
-        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-        n = torch.randn_like(x0) * sigma
-        D_yn = model(x0 + n, sigma.flatten(), class_labels)
-        return _per_sample(weight, D_yn, x0)
+    def sigma_from(self, draw):
+        return (draw * self.P_std + self.P_mean).exp()
+
+    def weight(self, sigma):
+        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
 
 LOSSES = {"edm": EDMLoss, "vp": VPLoss, "ve": VELoss}

@@ -1,7 +1,7 @@
 """Improved DDPM (Nichol & Dhariwal 2021): cosine schedule, learned variances, L_hybrid, importance sampling.
 
-Built on :mod:`diffnotes.methods.ddpm` (the discrete chain :class:`~diffnotes.methods.ddpm.DDPMSchedule`,
-its posterior, Gaussian KL and decoder likelihoods) and on the book's common language: the mean
+Built on :mod:`diffnotes.chain` (the discrete chain :class:`~diffnotes.chain.DiscreteSchedule`,
+its posterior and respacing, Gaussian KL, decoder likelihood and the bound's loop) and on the book's common language: the mean
 of the reverse step comes from a denoiser ``D(x; sigma)`` in EDM coordinates (x = x_t /
 sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)). What iDDPM adds:
 
@@ -26,12 +26,14 @@ Used by ``book/papers/nichol2021improved.md`` and ``notebooks/nichol2021improved
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from diffnotes.methods.ddpm import DDPMSchedule, gaussian_kl, gaussian_nll
+from diffnotes import constants as K
+from diffnotes.chain import (bound_terms, check_steps, gather, gaussian_kl, gaussian_nll, prior_kl, random_steps,
+                             sum_dims)
+from diffnotes.chain import DiscreteSchedule as DDPMSchedule
+from diffnotes.parameterization import append_dims, denoiser_to_eps
 
 __all__ = [
     "LAMBDA_VLB",
@@ -56,34 +58,16 @@ LAMBDA_VLB = 1e-3  # iDDPM Sec. 3.1: L_hybrid = L_simple + lambda L_vlb, lambda 
 # ----------------------------------------------------------------------------------------------
 # Schedules
 # ----------------------------------------------------------------------------------------------
-def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> DDPMSchedule:
-    """iDDPM's cosine schedule with T steps: beta_t = min(1 - alpha_bar_t / alpha_bar_{t-1}, max_beta).
-
-    alpha_bar(t) = f(t) / f(0), f(t) = cos^2(pi/2 (t/T + s) / (1 + s)) (eq. 17); the expression
-    is the discrete chain of ``get_process("iddpm")`` (``C_2 = s``, ``C_1 = 1 - max_beta``).
-    """
-    if int(T) != T or T < 2:
-        raise ValueError(f"T must be an integer >= 2, got {T!r}")
-    if not 0 < s < 1 or not 0 < max_beta < 1:
-        raise ValueError(f"need 0 < s < 1 and 0 < max_beta < 1, got s={s}, max_beta={max_beta}")
-    import numpy as np
-    import sympy as sp
-
-    from diffnotes.theory import get_process
-
-    process = get_process("iddpm", M=int(T), C_2=s, C_1=1 - max_beta)
-    chain = process.chain
-    beta_i = sp.lambdify(chain.index, process.subs(chain.schedule), "numpy")
-    steps = np.arange(1, int(T) + 1, dtype=np.float64)
-    return DDPMSchedule(torch.as_tensor(np.broadcast_to(beta_i(steps), steps.shape).copy(), dtype=torch.float64))
+# iDDPM's cosine schedule (eq. 17, beta_t <= 0.999) is the shared chain's ``cosine`` constructor.
+cosine_schedule = DDPMSchedule.cosine
 
 
 def linear_schedule(T: int = 1000) -> DDPMSchedule:
     """DDPM's linear schedule for T steps, betas scaled by 1000 / T (iDDPM Sec. 3.1)."""
     if int(T) != T or T < 2:
         raise ValueError(f"T must be an integer >= 2, got {T!r}")
-    scale = 1000 / T
-    return DDPMSchedule.linear(int(T), 1e-4 * scale, 0.02 * scale)
+    scale = K.DDPM_T / T
+    return DDPMSchedule.linear(int(T), K.DDPM_BETA_1 * scale, K.DDPM_BETA_T * scale)
 
 
 def respace(schedule: DDPMSchedule, steps: int) -> tuple[DDPMSchedule, torch.Tensor]:
@@ -96,10 +80,7 @@ def respace(schedule: DDPMSchedule, steps: int) -> tuple[DDPMSchedule, torch.Ten
     T = schedule.T
     if not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in 1..{T}, got {steps!r}")
-    kept = (torch.linspace(T - 1, 0, steps).round().long() if steps > 1 else torch.tensor([T - 1])).flip(0) + 1
-    alpha_bar = schedule.alpha_bar[kept - 1]
-    prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
-    return DDPMSchedule(1 - alpha_bar / prev), kept
+    return schedule.respace(steps)
 
 
 def _log_bounds(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +117,7 @@ class LearnedVarianceModel(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
-        _, _, c_in, c_noise = self.denoiser.coefficients(sigma.reshape(-1, *([1] * (x.ndim - 1))))
+        _, _, c_in, c_noise = self.denoiser.coefficients(append_dims(sigma, x))
         net_dtype = next(self.v_backbone.parameters(), torch.empty(0)).dtype  # a parameter-free head keeps float32
         out = self.v_backbone((c_in * x).to(net_dtype), c_noise.flatten().to(net_dtype), class_labels=class_labels)
         return (out.to(x.dtype) + 1) / 2
@@ -168,24 +149,7 @@ def with_fixed_variance(model: LearnedVarianceModel, kind: str) -> LearnedVarian
 def log_variance(v: torch.Tensor, schedule: DDPMSchedule, t: torch.Tensor) -> torch.Tensor:
     """log Sigma_theta = v log beta_t + (1 - v) log beta_tilde_t (eq. 15), t of shape (N,) in 1..T."""
     log_beta, log_beta_tilde = _log_bounds(schedule)
-    shape = (-1, *([1] * (v.ndim - 1)))
-    lb = log_beta.to(v.device, v.dtype)[t - 1].reshape(shape)
-    lbt = log_beta_tilde.to(v.device, v.dtype)[t - 1].reshape(shape)
-    return v * lb + (1 - v) * lbt
-
-
-def _sum_dims(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
-def _posterior(schedule: DDPMSchedule, t: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor):
-    """Mean and variance of q(x_{t-1} | x_t, x0) in DDPM coordinates (DDPM eq. 7)."""
-    shape = (-1, *([1] * (x0.ndim - 1)))
-
-    def at(table):
-        return table.to(x0.device, x0.dtype)[t - 1].reshape(shape)
-
-    return at(schedule.posterior_coef_x0) * x0 + at(schedule.posterior_coef_xt) * x_t, at(schedule.beta_tilde)
+    return v * gather(log_beta, t, v) + (1 - v) * gather(log_beta_tilde, t, v)
 
 
 def vlb_term(model: LearnedVarianceModel, x0: torch.Tensor, t: torch.Tensor, schedule: DDPMSchedule, *,
@@ -196,21 +160,18 @@ def vlb_term(model: LearnedVarianceModel, x0: torch.Tensor, t: torch.Tensor, sch
     (a density decoder for continuous data). ``stop_mean_grad`` detaches mu_theta (iDDPM's
     L_vlb term in L_hybrid trains only the variance).
     """
-    t = torch.as_tensor(t, dtype=torch.long, device=x0.device)
-    if bool(((t < 1) | (t > schedule.T)).any()):
-        raise ValueError(f"steps t must lie in 1..{schedule.T}")
+    t = check_steps(t, schedule.T).to(x0.device)
     noise = torch.randn_like(x0) if noise is None else noise
     x, sigma = schedule.perturb(x0, t, noise)
     denoised = model(x, sigma, class_labels).to(x0.dtype)
     x0_hat = denoised.detach() if stop_mean_grad else denoised
-    sqrt_ab = schedule.alpha_bar.to(x0.device, x0.dtype)[t - 1].sqrt().reshape(-1, *([1] * (x0.ndim - 1)))
-    x_t = sqrt_ab * x  # DDPM coordinates
-    mean_q, var_q = _posterior(schedule, t, x0, x_t)
-    mean_p, _ = _posterior(schedule, t, x0_hat, x_t)
+    x_t = schedule.to_ddpm(x, t)
+    mean_q, var_q = schedule.posterior(t, x0, x_t)
+    mean_p, _ = schedule.posterior(t, x0_hat, x_t)
     log_var = log_variance(model.v(x, sigma, class_labels), schedule, t)
-    kl = _sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var.exp()))
+    kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var.exp()))
     # at t = 1 the posterior mean coefficient of x0 is 1 and of x_1 is 0: mu_theta = x0_hat
-    dec = _sum_dims(0.5 * (math.log(2 * math.pi) + log_var + (x0 - mean_p) ** 2 / log_var.exp()))
+    dec = gaussian_nll(x0, mean_p, log_var=log_var)
     return torch.where(t == 1, dec, kl), denoised, noise
 
 
@@ -221,14 +182,9 @@ def nll_bound(model: LearnedVarianceModel, x0: torch.Tensor, schedule: DDPMSched
 
     One noise draw per term; ``return_terms`` also returns the (N, T) matrix of L_{t-1}.
     """
-    n = x0.shape[0]
-    terms = torch.empty(n, schedule.T, dtype=torch.float64)
-    for t in range(1, schedule.T + 1):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        steps = torch.full((n,), t, dtype=torch.long, device=x0.device)
-        terms[:, t - 1] = vlb_term(model, x0, steps, schedule, noise=noise)[0].double().cpu()
-    ab = schedule.alpha_bar[-1].to(x0.dtype)
-    prior = _sum_dims(gaussian_kl(ab.sqrt() * x0, 1 - ab, torch.zeros_like(x0), torch.ones_like(x0))).double().cpu()
+    terms = bound_terms(lambda steps, noise: vlb_term(model, x0, steps, schedule, noise=noise)[0],
+                        x0, schedule.T, generator)
+    prior = prior_kl(x0, schedule).double().cpu()
     total = prior + terms.sum(dim=1)
     return (total, terms) if return_terms else total
 
@@ -296,11 +252,10 @@ class HybridLoss:
         self.schedule, self.lambda_vlb = schedule, lambda_vlb
 
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
-        t = torch.randint(1, self.schedule.T + 1, (x0.shape[0],), device=x0.device)
+        t = random_steps(x0.shape[0], self.schedule.T, x0.device)
         term, denoised, noise = vlb_term(model, x0, t, self.schedule, stop_mean_grad=True, class_labels=class_labels)
-        sigma = self.schedule.sigmas.to(x0.device, x0.dtype)[t - 1].reshape(-1, *([1] * (x0.ndim - 1)))
-        x = x0 + sigma * noise
-        simple = ((x - denoised) / sigma - noise).pow(2).flatten(1).mean(dim=1)  # DDPM eq. 14
+        x, sigma = self.schedule.perturb(x0, t, noise)
+        simple = (denoiser_to_eps(denoised, x, sigma) - noise).pow(2).flatten(1).mean(dim=1)  # DDPM eq. 14
         dims = x0[0].numel()
         return simple + self.lambda_vlb * self.schedule.T * term / dims
 
@@ -320,7 +275,7 @@ class VLBLoss:
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         n = x0.shape[0]
         if self.sampler is None:
-            t = torch.randint(1, self.schedule.T + 1, (n,), device=x0.device)
+            t = random_steps(n, self.schedule.T, x0.device)
             p = torch.full((n,), 1.0 / self.schedule.T, dtype=torch.float64)
         else:
             t, p = self.sampler.sample(n)
@@ -352,7 +307,7 @@ def sample(model: LearnedVarianceModel, shape, schedule: DDPMSchedule, *, steps:
         x = x_t / sqrt_ab  # EDM coordinates for the denoiser
         sigma = x.new_full((shape[0],), float(sigmas[k - 1]))
         x0_hat = model(x, sigma, class_labels).to(dtype)
-        mean, _ = _posterior(short, t, x0_hat, x_t)
+        mean, _ = short.posterior(t, x0_hat, x_t)
         if k > 1:
             log_var = log_variance(model.v(x, sigma, class_labels).to(dtype), short, t)
             noise = torch.randn(shape, generator=generator, dtype=dtype).to(x_t.device)

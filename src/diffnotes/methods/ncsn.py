@@ -21,11 +21,12 @@ Used by ``book/papers/song2019generative.md`` and ``notebooks/song2019generative
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
+from diffnotes.constants import NCSN_EPSILON, NCSN_L, NCSN_SIGMA_1, NCSN_SIGMA_L, NCSN_T
+from diffnotes.parameterization import append_dims
 from diffnotes.sampling import sample as run_sampler
+from diffnotes.theory.numeric import chain_schedule
 
 __all__ = [
     "NCSN_L",
@@ -40,18 +41,7 @@ __all__ = [
 ]
 
 # NCSN Sec. 4 (CIFAR-10 setup): L = 10 levels from sigma_1 = 1 down to sigma_10 = 0.01,
-# epsilon = 2e-5 and T = 100 Langevin steps per level.
-NCSN_L, NCSN_SIGMA_1, NCSN_SIGMA_L = 10, 1.0, 0.01
-NCSN_EPSILON, NCSN_T = 2e-5, 100
-
-
-@functools.lru_cache(maxsize=None)
-def _ladder(L: int, sigma_1: float, sigma_L: float) -> tuple[float, ...]:
-    from diffnotes.theory import get_process  # SymPy loads only when a ladder is built
-
-    process = get_process("smld", sigma_min=sigma_L, sigma_max=sigma_1, L=L)
-    values = process.chain.values(process.params)  # increasing, sigma_L ... sigma_1
-    return tuple(float(v) for v in values[::-1])
+# epsilon = 2e-5 and T = 100 Langevin steps per level (the numbers live in diffnotes.constants).
 
 
 def ncsn_sigmas(L: int = NCSN_L, sigma_1: float = NCSN_SIGMA_1, sigma_L: float = NCSN_SIGMA_L,
@@ -65,7 +55,7 @@ def ncsn_sigmas(L: int = NCSN_L, sigma_1: float = NCSN_SIGMA_1, sigma_L: float =
         raise ValueError(f"L must be an integer >= 2 (number of noise levels), got {L!r}")
     if not 0 < sigma_L < sigma_1:
         raise ValueError(f"need 0 < sigma_L < sigma_1, got sigma_1={sigma_1}, sigma_L={sigma_L}")
-    sigmas = torch.tensor(_ladder(L, float(sigma_1), float(sigma_L)), dtype=torch.float64)
+    sigmas = chain_schedule("smld", sigma_min=sigma_L, sigma_max=sigma_1, L=L).flip(0)  # largest first
     return torch.cat([sigmas, sigmas.new_zeros(1)]) if append_zero else sigmas
 
 
@@ -88,7 +78,7 @@ class NCSNLoss:
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         idx = torch.randint(self.sigmas.numel(), (x0.shape[0],), device=x0.device)
         sigma = self.sigmas.to(x0.device)[idx].to(x0.dtype)
-        sigma_b = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
+        sigma_b = append_dims(sigma, x0)
         x_tilde = x0 + sigma_b * torch.randn_like(x0)
         denoised = model(x_tilde, sigma, class_labels)
         # sigma^2 * 1/2 ||s + (x~ - x)/sigma^2||^2  ==  1/2 ||D - x||^2 / sigma^2

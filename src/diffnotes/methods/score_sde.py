@@ -26,28 +26,24 @@ Used by ``book/papers/song2021score.md`` and ``notebooks/song2021score.ipynb``.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
+from diffnotes import constants as K
+from diffnotes.parameterization import append_dims, denoiser_to_score
+from diffnotes.theory import numeric
+
 __all__ = ["SDES", "get_sde", "ScoreSDELoss", "time_sigmas", "prior_std", "prior_sample", "reverse_sde_sample"]
 
 SDES = ("ve", "vp", "subvp")
-EPS_TRAIN = 1e-5  # Score SDE: t ~ U(eps, 1) with eps = 1e-5 in training
-EPS_SAMPLE = 1e-3  # and the sampling grid ends at eps = 1e-3 (their code)
+EPS_TRAIN = K.VP_EPS_T  # Score SDE: t ~ U(eps, 1) with eps = 1e-5 in training
+EPS_SAMPLE = K.VP_EPS_S  # and the sampling grid ends at eps = 1e-3 (their code)
 
 
 def _check_sde(sde: str) -> None:
     if sde not in SDES:
         raise ValueError(f"unknown SDE {sde!r}; valid: {', '.join(SDES)}")
-
-
-@functools.lru_cache(maxsize=None)
-def _numeric(sde: str, params: tuple):
-    from diffnotes.theory import get_process  # SymPy loads only when an SDE is used
-
-    return get_process(sde, **dict(params)).lambdify("torch")
 
 
 def get_sde(sde: str, **params):
@@ -56,7 +52,7 @@ def get_sde(sde: str, **params):
     ``params`` override the theory's defaults by name, e.g. ``get_sde("ve", sigma_max=10.0)``.
     """
     _check_sde(sde)
-    return _numeric(sde, tuple(sorted(params.items())))
+    return numeric.process(sde, **params)
 
 
 def _time(t: torch.Tensor) -> torch.Tensor:
@@ -84,7 +80,7 @@ class ScoreSDELoss:
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         t = self.eps + (1 - self.eps) * torch.rand(x0.shape[0], dtype=torch.float64, device=x0.device)
         sigma = self.sigma(t).to(x0.dtype)
-        sigma_b = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
+        sigma_b = append_dims(sigma, x0)
         denoised = model(x0 + sigma_b * torch.randn_like(x0), sigma, class_labels)
         return ((denoised - x0) ** 2 / sigma_b**2).flatten(1).mean(dim=1)
 
@@ -132,7 +128,7 @@ def reverse_sde_sample(denoiser, sde: str, x: torch.Tensor, n_steps: int, *, eps
     for i in range(n_steps - 1):
         s_i, sig_i = float(scale[i]), float(sigma[i])
         denoised = denoiser(y / s_i, y.new_full((y.shape[0],), sig_i))
-        score = (s_i * denoised - y) / (s_i * sig_i) ** 2  # grad log p_t(x_t), Tweedie with a scale
+        score = denoiser_to_score(denoised, y, sig_i, s_i)  # grad log p_t(x_t), Tweedie with a scale
         drift = float(f[i]) * y - float(g[i]) ** 2 * score  # reverse-time drift, eq. 6
         noise = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
         y = y - drift * dt + float(g[i]) * math.sqrt(dt) * noise  # one step backwards in time

@@ -1,7 +1,8 @@
 """Sohl-Dickstein et al. 2015: the original diffusion model, Gaussian reverse kernels learned on the bound.
 
 The forward chain is the one DDPM later kept, q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
-(:class:`~diffnotes.methods.ddpm.DDPMSchedule` holds it and its posterior). The 2015 model differs
+(:class:`~diffnotes.chain.DiscreteSchedule` holds it, its posterior, the bound's closed-form terms
+and the loop over them). The 2015 model differs
 from DDPM in the reverse kernel: both its mean and its (diagonal) covariance are free functions of
 (x_t, t) given by networks, with no epsilon or x0 parameterisation, and training maximises the
 bound K on the log-likelihood (their eq. 14) directly. Here, per dimension,
@@ -32,7 +33,8 @@ import math
 import torch
 from torch import nn
 
-from diffnotes.methods.ddpm import DDPMSchedule, gaussian_kl
+from diffnotes.chain import bound_terms, gather, gaussian_kl, gaussian_nll, prior_kl, random_steps, sum_dims
+from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 
 __all__ = ["swiss_roll_schedule", "ReverseKernel", "bound_term", "nll_bound", "BoundLoss", "sample", "gaussian_baseline_nll"]
 
@@ -44,10 +46,6 @@ def swiss_roll_schedule(T: int = 40, beta_1: float = 1e-3, beta_T: float = 0.25)
     built by ``DDPMSchedule.linear`` from the theory's DDPM chain.
     """
     return DDPMSchedule.linear(T, beta_1, beta_T)
-
-
-def _sum_dims(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).sum(dim=1)
 
 
 class ReverseKernel(nn.Module):
@@ -67,13 +65,8 @@ class ReverseKernel(nn.Module):
         net_dtype = next(self.mean_backbone.parameters()).dtype
         c_noise = t.to(net_dtype)
         mean = x_t + self.mean_backbone(x_t.to(net_dtype), c_noise).to(x_t.dtype)
-        log_beta = self.log_beta.to(x_t.device, x_t.dtype)[t - 1].reshape(-1, *([1] * (x_t.ndim - 1)))
-        log_var = log_beta + self.var_backbone(x_t.to(net_dtype), c_noise).to(x_t.dtype)
+        log_var = gather(self.log_beta, t, x_t) + self.var_backbone(x_t.to(net_dtype), c_noise).to(x_t.dtype)
         return mean, log_var
-
-
-def _at(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return table.to(like.device, like.dtype)[t - 1].reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def bound_term(model: ReverseKernel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,30 +74,19 @@ def bound_term(model: ReverseKernel, x0: torch.Tensor, t: torch.Tensor, noise: t
     schedule = model.schedule
     t = torch.as_tensor(t, dtype=torch.long, device=x0.device)
     noise = torch.randn_like(x0) if noise is None else noise
-    alpha_bar = _at(schedule.alpha_bar, t, x0)
-    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise  # q(x_t | x_0)
+    x_t = schedule.q_sample(x0, t, noise)
     mean_p, log_var_p = model(x_t, t)
-    mean_q = _at(schedule.posterior_coef_x0, t, x0) * x0 + _at(schedule.posterior_coef_xt, t, x0) * x_t
-    var_q = _at(schedule.beta_tilde, t, x0).clamp_min(1e-30)
-    kl = _sum_dims(gaussian_kl(mean_q, var_q, mean_p, log_var_p.exp()))
-    dec = _sum_dims(0.5 * (math.log(2 * math.pi) + log_var_p + (x0 - mean_p) ** 2 / log_var_p.exp()))
+    mean_q, var_q = schedule.posterior(t, x0, x_t)
+    kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var_p.exp()))
+    dec = gaussian_nll(x0, mean_p, log_var=log_var_p)
     return torch.where(t == 1, dec, kl)
-
-
-def _prior_term(x0: torch.Tensor, schedule: DDPMSchedule) -> torch.Tensor:
-    ab = schedule.alpha_bar[-1].to(x0.dtype)
-    return _sum_dims(gaussian_kl(ab.sqrt() * x0, 1 - ab, torch.zeros_like(x0), torch.ones_like(x0)))
 
 
 @torch.no_grad()
 def nll_bound(model: ReverseKernel, x0: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """-K per sample in nats: prior term + every step's term (one noise draw each)."""
-    total = _prior_term(x0, model.schedule).double()
-    for t in range(1, model.schedule.T + 1):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
-        total = total + bound_term(model, x0, steps, noise).double()
-    return total
+    terms = bound_terms(lambda steps, noise: bound_term(model, x0, steps, noise), x0, model.schedule.T, generator)
+    return (prior_kl(x0, model.schedule).double().cpu() + terms.sum(dim=1)).to(x0.device)
 
 
 class BoundLoss:
@@ -112,8 +94,8 @@ class BoundLoss:
 
     def __call__(self, model: ReverseKernel, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         schedule = model.schedule
-        t = torch.randint(1, schedule.T + 1, (x0.shape[0],), device=x0.device)
-        return (_prior_term(x0, schedule) + schedule.T * bound_term(model, x0, t)) / x0[0].numel()
+        t = random_steps(x0.shape[0], schedule.T, x0.device)
+        return (prior_kl(x0, schedule) + schedule.T * bound_term(model, x0, t)) / x0[0].numel()
 
 
 @torch.no_grad()

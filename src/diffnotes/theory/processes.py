@@ -35,8 +35,11 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
+from .. import constants as K
+
 __all__ = [
     "t", "SIGMA", "X", "X0", "SCORE", "DENOISER", "MU", "C_DATA",
+    "I_SAMPLE", "N_SAMPLE", "RND_UNIFORM", "RND_NORMAL", "TRAIN_DRAWS",
     "Process", "DiscreteChain", "get_process", "PROCESS_NAMES", "PARAMETERIZATIONS",
     "edm_ode_drift", "iddpm_u", "ddpm_alpha_bar",
 ]
@@ -51,6 +54,12 @@ DENOISER = sp.Symbol(r"D(x/s; \sigma)", real=True)  # EDM's denoiser output at (
 MU = sp.Symbol("mu", real=True)  # mean of Gaussian data N(mu, c^2 I)
 C_DATA = sp.Symbol("c", positive=True)  # std of Gaussian data
 SIGMA_DATA = sp.Symbol("sigma_data", positive=True)
+# EDM Table 1's sampling grid t_i, i = 0..N-1, and the standard draws its training sigma is made of
+I_SAMPLE = sp.Symbol("i", nonnegative=True, integer=True)
+N_SAMPLE = sp.Symbol("N", positive=True, integer=True)
+RND_UNIFORM = sp.Symbol("u", positive=True)  # u ~ U(0, 1)
+RND_NORMAL = sp.Symbol("z", real=True)  # z ~ N(0, 1)
+TRAIN_DRAWS = {"uniform": RND_UNIFORM, "normal": RND_NORMAL}
 
 # the short-hand functions processes use in their displayed forms
 beta_fn = sp.Function("beta")  # VP's beta(t)
@@ -124,6 +133,11 @@ class Process:
     notes: str = ""
     # EDM Table 1 rows (only the four columns there): sympy in SIGMA, or LaTeX strings
     table1: dict | None = None
+    # EDM Table 1 as SymPy: the sampling times t_i (in I_SAMPLE, N_SAMPLE) and the training time
+    # as a function of one standard draw (``train_draw``: "uniform" u ~ U(0, 1), "normal" z ~ N(0, 1))
+    time_steps: sp.Expr | None = None
+    train_time: sp.Expr | None = None
+    train_draw: str | None = None
     overrides: dict = field(default_factory=dict)
     aux_display: dict = field(default_factory=dict)  # how the tables show a short-hand, if not by its value
 
@@ -143,6 +157,16 @@ class Process:
     @property
     def scale(self):
         return self.full(self.scale_short)
+
+    @property
+    def sigma_steps(self):
+        """EDM Table 1's sampling noise levels sigma(t_i), i = 0..N-1 (None if not in the table)."""
+        return None if self.time_steps is None else self.sigma.subs(t, self.time_steps)
+
+    @property
+    def train_sigma(self):
+        """The training noise level as a function of one standard draw (see ``train_draw``)."""
+        return None if self.train_time is None else self.sigma.subs(t, self.train_time)
 
     @property
     def alpha(self):
@@ -242,6 +266,23 @@ class Process:
         pass float64 for the DDPM schedule: its log-gamma form subtracts numbers near 5e5, so
         alpha_bar carries ~1e-10 absolute error (use ``ddpm_alpha_bar`` for the exact grid).
         """
+        exprs = {
+            "sigma": self.sigma, "scale": self.scale, "alpha": self.alpha, "std": self.std,
+            "snr": self.snr, "sigma_deriv": sp.diff(self.sigma, t), "scale_deriv": sp.diff(self.scale, t),
+            "f": self.f, "g": self.g,
+        }
+        out = {key: self.lambdify_expr(expr, (t,), backend) for key, expr in exprs.items()}
+        out["sigma_inv"] = None if self.sigma_inv is None else self.lambdify_expr(self.sigma_inv, (SIGMA,), backend)
+        out["t_range"] = self.numeric_t_range()
+        out["name"] = self.name
+        return SimpleNamespace(**out)
+
+    def lambdify_expr(self, expr, args=(t,), backend: str = "torch") -> Callable:
+        """One expression of this process as a NumPy or PyTorch function of ``args``.
+
+        The parameters are bound to their values; the result is shaped like the broadcast
+        arguments and, for PyTorch, in the first argument's floating dtype (float default).
+        """
         if backend == "numpy":
             modules = ["numpy", "scipy"]
         elif backend == "torch":
@@ -252,20 +293,9 @@ class Process:
         # not fold them into constants: DDPM's exp(loggamma(c) - ...) would overflow if it did.
         syms = list(self.params)
         values = [float(v) for v in self.params.values()]
-        exprs = {
-            "sigma": self.sigma, "scale": self.scale, "alpha": self.alpha, "std": self.std,
-            "snr": self.snr, "sigma_deriv": sp.diff(self.sigma, t), "scale_deriv": sp.diff(self.scale, t),
-            "f": self.f, "g": self.g,
-        }
         # numeric constants such as sqrt(2) become floats: torch.sqrt does not take a Python int
-        prep = _torch_ready if backend == "torch" else (lambda e: e)  # noqa: E731
-        out = {key: _bind(sp.lambdify([t, *syms], prep(expr), modules=modules), values, backend)
-               for key, expr in exprs.items()}
-        out["sigma_inv"] = (None if self.sigma_inv is None else
-                            _bind(sp.lambdify([SIGMA, *syms], prep(self.sigma_inv), modules=modules), values, backend))
-        out["t_range"] = self.numeric_t_range()
-        out["name"] = self.name
-        return SimpleNamespace(**out)
+        prepared = _torch_ready(sp.sympify(expr)) if backend == "torch" else expr
+        return _bind(sp.lambdify([*args, *syms], prepared, modules=modules), values, backend)
 
 
 def _torch_ready(expr):
@@ -275,20 +305,21 @@ def _torch_ready(expr):
 
 
 def _bind(fn, values, backend):
-    """Bind the parameter values; return an array shaped like the input even when constant."""
+    """Bind the parameter values; return an array shaped like the inputs even when constant."""
 
-    def wrapped(arg):
+    def wrapped(arg, *more):
         if backend == "torch":
             import torch
 
             arg = torch.as_tensor(arg)
             dtype = arg.dtype if arg.is_floating_point() else torch.get_default_dtype()
-            arg = arg.to(dtype)
-            value = fn(arg, *[torch.tensor(v, dtype=dtype, device=arg.device) for v in values])
-            return torch.as_tensor(value, dtype=dtype, device=arg.device).expand_as(arg).clone()
-        arg = np.asarray(arg, dtype=np.float64)
-        value = fn(arg, *values)
-        return np.broadcast_to(np.asarray(value, dtype=np.float64), arg.shape).copy()
+            args = torch.broadcast_tensors(arg.to(dtype), *[torch.as_tensor(a, dtype=dtype, device=arg.device)
+                                                            for a in more])
+            value = fn(*args, *[torch.tensor(v, dtype=dtype, device=arg.device) for v in values])
+            return torch.as_tensor(value, dtype=dtype, device=arg.device).expand_as(args[0]).clone()
+        args = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in (arg, *more)])
+        value = fn(*args, *values)
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), args[0].shape).copy()
 
     return wrapped
 
@@ -304,7 +335,8 @@ def _p(name, **assumptions):
 beta_1, beta_N, N_steps = _p("beta_1", positive=True), _p("beta_N", positive=True), _p("N", positive=True)
 
 
-def ddpm_alpha_bar(n_steps: int = 1000, beta_1: float = 1e-4, beta_N: float = 0.02) -> np.ndarray:
+def ddpm_alpha_bar(n_steps: int = K.DDPM_T, beta_1: float = K.DDPM_BETA_1,
+                   beta_N: float = K.DDPM_BETA_T) -> np.ndarray:
     """alpha_bar_i = prod_{j<=i} (1 - beta_j), i = 0..N (index 0 is 1), as DDPM's code builds it."""
     betas = np.linspace(beta_1, beta_N, n_steps, dtype=np.float64)
     return np.concatenate([[1.0], np.cumprod(1.0 - betas)])
@@ -332,7 +364,7 @@ def _ddpm():
         sigma_short=sp.sqrt((1 - ab) / ab), scale_short=sp.sqrt(ab),
         aux={ab: alpha_bar},
         aux_display={ab: sp.Eq(ab, sp.Product(1 - chain.schedule, (j, 1, N_steps * t)))},
-        defaults={beta_1: 1e-4, beta_N: 0.02, N_steps: 1000},
+        defaults={beta_1: K.DDPM_BETA_1, beta_N: K.DDPM_BETA_T, N_steps: K.DDPM_T},
         chain=chain, sigma_inv=None, t_range=(1 / N_steps, 1),
         notes=(r"t = i/N. $\bar\alpha(t) = \prod_{j\le Nt}(1-\beta_j) = \Delta^{Nt}\,\Gamma(c)/\Gamma(c-Nt)$ "
                r"with $\Delta = (\beta_N-\beta_1)/(N-1)$, $c = (1-\beta_1+\Delta)/\Delta$: exact at "
@@ -365,7 +397,7 @@ def _smld():
         sigma_short=_geometric_sigma(), scale_short=sp.Integer(1),
         # as L -> infinity the chain becomes Score SDE's VE-SDE (proof smld_chain_to_ve_sde)
         f_short=sp.Integer(0), g_short=_geometric_sigma() * sp.sqrt(2 * sp.log(sigma_max / sigma_min)),
-        defaults={sigma_min: 0.01, sigma_max: 1.0, L_levels: 10},
+        defaults={sigma_min: K.NCSN_SIGMA_L, sigma_max: K.NCSN_SIGMA_1, L_levels: K.NCSN_L},
         chain=chain, sigma_inv=sp.log(SIGMA / sigma_min) / sp.log(sigma_max / sigma_min),
         notes=r"$t_i = (i-1)/(L-1)$: the $L$ levels are samples of VE's $\sigma(t)$ (NCSN: $\sigma_1=1 > \dots > \sigma_{10}=0.01$).",
     )
@@ -381,7 +413,7 @@ def _ve(parameterization="scoresde"):
             name="ve", title="VE-SDE", cite="song2021score", parameterization="scoresde",
             sigma_short=sig, scale_short=sp.Integer(1),
             f_short=sp.Integer(0), g_short=sig * sp.sqrt(2 * sp.log(sigma_max / sigma_min)),
-            defaults={sigma_min: 0.01, sigma_max: 50.0},
+            defaults={sigma_min: K.SCORE_SDE_VE_SIGMA_MIN, sigma_max: K.SCORE_SDE_VE_SIGMA_MAX},
             sigma_inv=sp.log(SIGMA / sigma_min) / sp.log(sigma_max / sigma_min),
             notes=(r"Score SDE's VE: the SDE started at $x(0)\sim p_\mathrm{data}$ has kernel variance "
                    r"$\sigma(t)^2-\sigma(0)^2$; like the paper's code we take $\sigma(t)^2$ (data already carries "
@@ -393,8 +425,10 @@ def _ve(parameterization="scoresde"):
             name="ve", title="VE (EDM's parameterization)", cite="karras2022elucidating", parameterization="edm",
             sigma_short=sp.sqrt(t), scale_short=sp.Integer(1),
             f_short=sp.Integer(0), g_short=sp.Integer(1),
-            defaults={sigma_min: 0.02, sigma_max: 100.0},
+            defaults={sigma_min: K.VE_SIGMA_MIN, sigma_max: K.VE_SIGMA_MAX},
             sigma_inv=SIGMA**2, t_range=(sigma_min**2, sigma_max**2),
+            time_steps=sigma_max**2 * (sigma_min**2 / sigma_max**2) ** (I_SAMPLE / (N_SAMPLE - 1)),
+            train_time=(sigma_min * (sigma_max / sigma_min) ** RND_UNIFORM) ** 2, train_draw="uniform",
             table1={
                 "c_skip": sp.Integer(1), "c_out": SIGMA, "c_in": sp.Integer(1), "c_noise": sp.log(SIGMA / 2),
                 "loss_weight": 1 / SIGMA**2,
@@ -423,8 +457,10 @@ def _vp():
         sigma_short=sp.sqrt(sp.exp(Bt) - 1), scale_short=sp.exp(-Bt / 2),
         aux={b: VP_BETA, Bt: VP_B},
         f_short=-b / 2, g_short=sp.sqrt(b),
-        defaults={beta_min: 0.1, beta_d: 19.9, M_train: 1000, eps_s: 1e-3, eps_t: 1e-5},
+        defaults={beta_min: K.VP_BETA_MIN, beta_d: K.VP_BETA_D, M_train: K.VP_M, eps_s: K.VP_EPS_S, eps_t: K.VP_EPS_T},
         sigma_inv=sigma_inv, t_range=(eps_t, 1),
+        time_steps=1 + I_SAMPLE / (N_SAMPLE - 1) * (eps_s - 1),
+        train_time=1 + RND_UNIFORM * (eps_t - 1), train_draw="uniform",
         table1={
             "c_skip": sp.Integer(1), "c_out": -SIGMA, "c_in": 1 / sp.sqrt(SIGMA**2 + 1),
             "c_noise": (M_train - 1) * sigma_inv,
@@ -447,9 +483,9 @@ def _subvp():
         sigma_short=(1 - sp.exp(-Bt)) * sp.exp(Bt / 2), scale_short=sp.exp(-Bt / 2),
         aux={b: VP_BETA, Bt: VP_B},
         f_short=-b / 2, g_short=sp.sqrt(b * (1 - sp.exp(-2 * Bt))),
-        defaults={beta_min: 0.1, beta_d: 19.9},
+        defaults={beta_min: K.VP_BETA_MIN, beta_d: K.VP_BETA_D},
         sigma_inv=(sp.sqrt(beta_min**2 + 2 * beta_d * B_of_sigma) - beta_min) / beta_d,
-        t_range=(1e-5, 1),
+        t_range=(K.VP_EPS_T, 1),
         notes=r"Same $\beta(t)$ as VP; Song et al. 2021, eq. 31.",
     )
 
@@ -471,7 +507,7 @@ def _ddim():
     return Process(
         name="ddim", title="DDIM", cite="song2021denoising", parameterization="edm",
         sigma_short=t, scale_short=sp.Integer(1), defaults={},
-        chain=chain, sigma_inv=SIGMA, t_range=(0.002, 80.0),
+        chain=chain, sigma_inv=SIGMA, t_range=(K.EDM_SIGMA_MIN, K.EDM_SIGMA_MAX),
         notes=(r"In $\bar x = x/\sqrt{\bar\alpha}$ and $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$ DDIM's "
                r"$\eta=0$ update is Euler on this ODE (EDM Table 1 writes $\sigma(t)=t$, $s(t)=1$). DDIM "
                r"itself has no SDE; the one shown has the marginals of $\bar x = x/\sqrt{\bar\alpha}$, "
@@ -484,7 +520,7 @@ C_1, C_2 = _p("C_1", positive=True), _p("C_2", positive=True)
 j0 = _p("j_0", positive=True)
 
 
-def iddpm_u(M: int = 1000, C1: float = 0.001, C2: float = 0.008) -> np.ndarray:
+def iddpm_u(M: int = K.IDDPM_M, C1: float = K.IDDPM_C1, C2: float = K.IDDPM_C2) -> np.ndarray:
     """EDM Table 1's noise levels u_0 > ... > u_M = 0 of iDDPM's discrete cosine schedule.
 
     u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar_{j-1} / alpha_bar_j, C1) - 1) with
@@ -516,7 +552,7 @@ def _iddpm(parameterization="cosine"):
         return Process(
             name="iddpm", title="iDDPM (cosine)", cite="nichol2021improved", parameterization="cosine",
             sigma_short=sp.sqrt((1 - ab) / ab), scale_short=sp.sqrt(ab), aux={ab: alpha_bar},
-            defaults={C_1: 0.001, C_2: 0.008, M_train: 1000},
+            defaults={C_1: K.IDDPM_C1, C_2: K.IDDPM_C2, M_train: K.IDDPM_M},
             chain=chain, sigma_inv=inv, t_range=(1e-3, 0.995),
             notes=(r"$\bar\alpha(t) = \cos^2\!\big(\tfrac{\pi}{2}\tfrac{t+s}{1+s}\big)/\cos^2\!\big(\tfrac{\pi}{2}\tfrac{s}{1+s}\big)$ "
                    r"with $s = C_2 = 0.008$, $t = i/M$; the discrete chain clips $\beta_i \le 0.999$ "
@@ -526,8 +562,8 @@ def _iddpm(parameterization="cosine"):
         return Process(
             name="iddpm", title="iDDPM + DDIM (EDM's parameterization)", cite="karras2022elucidating",
             parameterization="edm", sigma_short=t, scale_short=sp.Integer(1),
-            defaults={C_1: 0.001, C_2: 0.008, M_train: 1000, j0: 8},
-            sigma_inv=SIGMA, t_range=(0.002, 80.0),
+            defaults={C_1: K.IDDPM_C1, C_2: K.IDDPM_C2, M_train: K.IDDPM_M, j0: K.IDDPM_J0},
+            sigma_inv=SIGMA, t_range=(K.EDM_SIGMA_MIN, K.EDM_SIGMA_MAX),
             table1={
                 "c_skip": sp.Integer(1), "c_out": -SIGMA, "c_in": 1 / sp.sqrt(SIGMA**2 + 1),
                 "c_noise": r"M - 1 - \arg\min_j \lvert u_j - \sigma \rvert",
@@ -551,8 +587,12 @@ def _edm():
     return Process(
         name="edm", title="EDM", cite="karras2022elucidating", parameterization="edm",
         sigma_short=t, scale_short=sp.Integer(1),
-        defaults={sigma_min: 0.002, sigma_max: 80.0, rho: 7, SIGMA_DATA: 0.5, P_mean: -1.2, P_std: 1.2},
+        defaults={sigma_min: K.EDM_SIGMA_MIN, sigma_max: K.EDM_SIGMA_MAX, rho: K.EDM_RHO,
+                  SIGMA_DATA: K.EDM_SIGMA_DATA, P_mean: K.EDM_P_MEAN, P_std: K.EDM_P_STD},
         sigma_inv=SIGMA, t_range=(sigma_min, sigma_max),
+        time_steps=(sigma_max ** (1 / rho) + I_SAMPLE / (N_SAMPLE - 1)
+                    * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho,
+        train_time=sp.exp(P_mean + P_std * RND_NORMAL), train_draw="normal",
         table1={
             "c_skip": SIGMA_DATA**2 / (SIGMA**2 + SIGMA_DATA**2),
             "c_out": SIGMA * SIGMA_DATA / sp.sqrt(SIGMA_DATA**2 + SIGMA**2),
@@ -594,7 +634,7 @@ def _vdm(gamma=None):
         name="vdm", title="VDM", cite="kingma2021variational", parameterization="kingma2021",
         sigma_short=sp.exp(g / 2), scale_short=alpha_vdm, aux={g: gamma_expr},
         f_short=sp.simplify(f_vdm), g_short=sp.sqrt(sp.simplify(g2_vdm)),
-        defaults={gamma_min: -13.3, gamma_max: 5.0},
+        defaults={gamma_min: K.VDM_GAMMA_MIN, gamma_max: K.VDM_GAMMA_MAX},
         sigma_inv=closed_inv, learned=True,
         notes=(r"$\gamma(t)$ is learned in VDM; shown is the fixed linear $\gamma(t) = \gamma_\mathrm{min} + "
                r"(\gamma_\mathrm{max}-\gamma_\mathrm{min})t$ with $\gamma_\mathrm{min}=-13.3$, $\gamma_\mathrm{max}=5$. "
