@@ -75,7 +75,7 @@ def render_status_table(root: Path | None = None) -> str:
 
 
 def _generated_tables():
-    from .tables import GeneratedTable
+    from .markdown import GeneratedTable
 
     return [GeneratedTable("notebook_status", render_status_table, "notebooks/*.ipynb (stored outputs)")]
 

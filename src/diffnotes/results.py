@@ -242,7 +242,7 @@ def _machine() -> str:
 
 
 def _repo_root() -> Path:
-    from .tables import find_root
+    from .markdown import find_root
 
     return find_root()
 
@@ -333,7 +333,7 @@ def render_results_table(root: Path | None = None) -> str:
 
 
 def _generated_tables():
-    from .tables import GeneratedTable
+    from .markdown import GeneratedTable
 
     return [GeneratedTable("results", render_results_table, "notebooks/results/*.json")]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..tables import GeneratedTable
+from ..markdown import GeneratedTable, math_cell
 from .processes import C_DATA, MU, SCORE, SIGMA, X, X0, get_process, t
 
 __all__ = ["GENERATED_TABLES", "render_comparison", "render_comparison_symbols", "render_edm_table1", "COMPARISON_ROWS"]
@@ -35,9 +35,8 @@ def _latex(expr) -> str:
 
 
 def _cell(tex: str) -> str:
-    """One table cell of math: a bare ``|`` would end the cell, so write it as ``\\vert``."""
-    tex = tex.replace(r"\left|", r"\left\vert ").replace(r"\right|", r"\right\vert ").replace("|", r"\vert ")
-    return f"${tex}$"
+    """One table cell of math (``diffnotes.markdown.math_cell``: a bare ``|`` becomes ``\\vert``)."""
+    return math_cell(tex)
 
 
 def _row(cells) -> str:
