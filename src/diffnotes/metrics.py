@@ -314,7 +314,7 @@ class DigitsReport:
 
     def table(self) -> str:
         """A Markdown table: each metric for the samples and for real digits at the same N."""
-        rows = [("Fréchet distance (lower is better)", f"{self.fd:.2f}", self.band and f"{self.band.fd:.2f}"),
+        rows = [("Fréchet distance (lower is better)", f"{self.fd:.3f}", self.band and f"{self.band.fd:.3f}"),
                 ("kernel distance x 1000 (lower is better)", f"{1e3 * self.kd:.2f} ± {1e3 * self.kd_se:.2f}",
                  self.band and f"{1e3 * self.band.kd:.2f} ± {1e3 * self.band.kd_se:.2f}"),
                 ("precision (higher is better)", f"{self.precision:.3f}", self.band and f"{self.band.precision:.3f}"),
@@ -362,6 +362,17 @@ def digits_report(samples, labels=None, *, n: int | None = None, seed: int = 0) 
     computed at the samples' N. ``labels`` (the classes a class-conditional model was asked
     for) add the classifier's accuracy on all the samples; the band then shows its accuracy on
     the real half B.
+
+    How to read it: at N = 324 the band is FD 0.24, KD (-15 +- 11) x 1e-3 (zero within its
+    error, as it should be for two real sets), precision 0.90, recall 0.90, accuracy 0.966.
+    Real digits of the models' ``train`` split, scored the same way, land at FD 0.17-0.25 and
+    precision/recall 0.89-0.92 over three draws: differences of that size are noise, not
+    quality. KD's standard error says how far its own value can move; the Fréchet distance
+    has none here, so compare it with the band generously: over 15 seeds the band's FD is
+    0.28 +- 0.03 (sd) at N = 300 but 1.07 +- 0.32 at N = 100, and its recall moves by 0.03 at
+    N = 100 (the Fréchet distance is biased upwards at small N). Measured corruptions at N = 300
+    (tests/test_image_metrics.py): pixel noise of std 0.2 gives FD 0.52, a Gaussian blur of
+    0.5 pixel 1.97, noise of std 1.0 5.5, uniform noise 17.3.
     """
     from .data import load_digits
 
