@@ -101,3 +101,17 @@ def test_bad_input_is_one_clear_error():
     x = torch.zeros(4, 2)
     with pytest.raises(ValueError, match=r"shape \(4,\)"):
         P.eps_to_denoiser(x, x, torch.ones(3))
+
+
+def test_append_dims_is_the_per_sample_broadcast():
+    x = torch.zeros(4, 3, 8, 8, dtype=torch.float64)
+    per_sample = torch.arange(4, dtype=torch.float32)
+    out = P.append_dims(per_sample, x)
+    assert out.shape == (4, 1, 1, 1) and out.dtype == torch.float64
+    assert torch.equal(out.flatten(), per_sample.double())
+    assert P.append_dims(torch.tensor(2.0), x).shape == ()
+    assert P.append_dims(0.5, x) == 0.5  # a Python number stays one (full precision)
+    with pytest.raises(ValueError, match=r"must be a scalar or have shape \(4,\)"):
+        P.append_dims(torch.ones(3), x)
+    with pytest.raises(ValueError, match="got shape"):
+        P.append_dims(torch.ones(4, 1), x)

@@ -1,0 +1,98 @@
+"""The shared discrete chain (diffnotes.chain): respacing, q(x_t | x0), posterior, bound terms."""
+
+import math
+
+import pytest
+import torch
+
+from diffnotes import chain
+from diffnotes.chain import DiscreteSchedule
+from diffnotes.sampling import ddpm_sigmas
+
+F64 = torch.float64
+
+
+def test_even_respacing_keeps_both_ends_and_matches_iddpm():
+    for T, steps in [(1000, 1), (1000, 7), (40, 40), (10, 3)]:
+        idx = chain.respace_steps(T, steps)
+        assert idx.shape == (steps,) and int(idx[0]) == T - 1
+        assert steps == 1 or int(idx[-1]) == 0
+        assert bool((idx[1:] < idx[:-1]).all())
+    sched = DiscreteSchedule.linear(50)
+    short, kept = sched.respace(6)
+    assert torch.equal(kept, chain.respace_steps(50, 6).flip(0) + 1)
+    # the short chain has the kept steps' alpha_bar, so the same noise levels
+    torch.testing.assert_close(short.alpha_bar, sched.alpha_bar[kept - 1])
+    torch.testing.assert_close(sched.sampling_sigmas(6)[:-1], short.sigmas.flip(0))
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_diffusers_spacings_are_the_chain_respacing(spacing):
+    sigmas, timesteps = ddpm_sigmas(10, spacing, return_timesteps=True)
+    assert torch.equal(timesteps, chain.respace_steps(1000, 10, spacing))
+    table = DiscreteSchedule.linear().sigmas
+    torch.testing.assert_close(sigmas[:-1], table[timesteps], rtol=1e-12, atol=0)
+
+
+def test_q_sample_posterior_and_prior():
+    sched = DiscreteSchedule.linear(20, 1e-3, 0.2)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(5, 2, generator=g, dtype=F64), torch.randn(5, 2, generator=g, dtype=F64)
+    t = torch.tensor([1, 2, 7, 19, 20])
+    x, sigma = sched.perturb(x0, t, noise)
+    # the same point in both coordinates: x_t = sqrt(alpha_bar) (x0 + sigma n)
+    torch.testing.assert_close(sched.q_sample(x0, t, noise), sched.to_ddpm(x, t))
+    torch.testing.assert_close(sigma, chain.sigma_from_alpha_bar(sched.alpha_bar[t - 1]))
+    # posterior variance (eq. 7) and, at t = 1, the mean is x0 itself
+    mean, var = sched.posterior(t, x0, sched.q_sample(x0, t, noise))
+    torch.testing.assert_close(var.flatten(), sched.beta_tilde[t - 1])
+    torch.testing.assert_close(mean[0], x0[0])
+    # Bayes: the posterior mean is the precision-weighted combination of the two Gaussians
+    ab_prev, alpha, beta = sched.alpha_bar_prev[t - 1], sched.alphas[t - 1], sched.betas[t - 1]
+    x_t = sched.q_sample(x0, t, noise)
+    prec = 1 / (1 - ab_prev) + alpha / beta
+    bayes = (ab_prev.sqrt() / (1 - ab_prev))[:, None] * x0 + (alpha.sqrt() / beta)[:, None] * x_t
+    torch.testing.assert_close(mean[1:], (bayes / prec[:, None])[1:])
+    # L_T against the closed form for one coordinate
+    ab = sched.alpha_bar[-1]
+    want = 0.5 * (ab * x0**2 + (1 - ab) - 1 - torch.log(1 - ab)).sum(dim=1)
+    torch.testing.assert_close(chain.prior_kl(x0, sched), want)
+
+
+def test_gaussian_nll_forms_agree_and_bits_per_dim():
+    g = torch.Generator().manual_seed(1)
+    x0, mean = torch.randn(3, 4, generator=g, dtype=F64), torch.randn(3, 4, generator=g, dtype=F64)
+    log_var = torch.randn(3, 4, generator=g, dtype=F64)
+    a = chain.gaussian_nll(x0, mean, log_var.exp())
+    b = chain.gaussian_nll(x0, mean, log_var=log_var)
+    torch.testing.assert_close(a, b)
+    dist = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+    torch.testing.assert_close(b, -dist.log_prob(x0).sum(dim=1))
+    with pytest.raises(ValueError, match="exactly one of var and log_var"):
+        chain.gaussian_nll(x0, mean)
+    torch.testing.assert_close(chain.to_bits_per_dim(torch.tensor([math.log(2) * 8]), 4), torch.tensor([2.0]))
+
+
+def test_bound_terms_visits_every_step_in_order():
+    x0 = torch.zeros(3, 2)
+    seen = []
+
+    def term(steps, noise):
+        seen.append(int(steps[0]))
+        assert noise.shape == x0.shape
+        return steps.double() * 10
+
+    terms = chain.bound_terms(term, x0, 5, torch.Generator().manual_seed(0))
+    assert seen == [1, 2, 3, 4, 5] and terms.shape == (3, 5)
+    assert torch.equal(terms[0], torch.tensor([10.0, 20, 30, 40, 50], dtype=F64))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown spacing"):
+        chain.respace_steps(10, 3, "uniform")
+    with pytest.raises(ValueError, match=r"steps must be an integer in 1..10"):
+        chain.respace_steps(10, 11)
+    with pytest.raises(ValueError, match=r"steps t must lie in 1..10"):
+        chain.check_steps(torch.tensor([0, 3]), 10)
+    with pytest.raises(ValueError, match="betas must be"):
+        DiscreteSchedule(torch.tensor([0.5, 1.0]))
