@@ -22,7 +22,7 @@ from bibtexparser.model import DuplicateBlockKeyBlock
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "references.bib"
 
-# The 26 papers of the notes (/work/shared/seed-notes.md): 15 rows of the outlook table and 11
+# The 26 papers of the notes: 15 rows of the outlook table and 11
 # more from its list of papers. Written out here so that the catalogue is checked against it.
 NOTES_PAPERS = {
     # outlook table

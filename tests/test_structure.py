@@ -179,3 +179,41 @@ def test_no_function_longer_than_80_lines():
 def test_old_single_file_modules_are_gone(module):
     """The CLI and the catalogue are packages now; a stray file of the same name would shadow one."""
     assert not (SRC / PACKAGE / f"{module}.py").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The architecture is written down inside the repository and can be found from the README
+# ----------------------------------------------------------------------------------------------
+
+ROOT = SRC.parent
+
+
+def test_readme_links_the_architecture_on_its_first_screen():
+    first_screen = "\n".join((ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:25])
+    assert "](ARCHITECTURE.md)" in first_screen
+
+
+def test_the_book_page_is_in_the_toc_and_linked_from_the_intro():
+    assert "file: book/architecture" in (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    assert "](architecture.md)" in (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("page", ["ARCHITECTURE.md", "book/architecture.md"])
+def test_the_package_map_names_every_module(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    for heading in ("Three layers", "Package map", "denoiser contract", "loss contract", "new paper goes"):
+        assert heading in text, f"{page} lacks its section on {heading!r}"
+    top = sorted({name.split(".")[1] for name in MODULES if name.count(".") >= 1} - {"__main__"})
+    missing = [m for m in top if f"`{m}.py`" not in text and f"`{m}/" not in text]
+    assert not missing, f"{page}: the package map does not mention {missing}"
+
+
+def test_nothing_points_outside_the_repository():
+    """The design notes the project was built from are not part of it; no file may send a reader there."""
+    needles = ("../" + "shared", "shared " + "folder", "DESIGN" + ".md", "/work/" + "shared")
+    files = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "book").rglob("*.md")),
+             *sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "src").rglob("*.yaml")),
+             *sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "scripts").glob("*.py"))]
+    hits = [f"{p.relative_to(ROOT)}: {n}" for p in files for n in needles
+            if n in p.read_text(encoding="utf-8", errors="replace")]
+    assert not hits, "pointers outside the repository:\n" + "\n".join(hits)

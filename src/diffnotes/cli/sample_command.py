@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..constants import EDM_SIGMA_MAX, EDM_SIGMA_MIN
 from .args import UserError, device, int_at_least, positive_float
 
 
@@ -49,8 +50,9 @@ def cmd_sample(args) -> int:
 
     model, state, dev = _load_model(args)
     config = state["config"]
-    sigma_min = args.sigma_min if args.sigma_min is not None else max(model.sigma_min, 0.002)
-    sigma_max = args.sigma_max if args.sigma_max is not None else min(model.sigma_max, 80.0)
+    # Default: the model's own range, clipped to EDM's (Karras et al. 2022, Sec. 3)
+    sigma_min = args.sigma_min if args.sigma_min is not None else max(model.sigma_min, EDM_SIGMA_MIN)
+    sigma_max = args.sigma_max if args.sigma_max is not None else min(model.sigma_max, EDM_SIGMA_MAX)
     sigmas = sampling.sigma_schedule(args.schedule, args.steps, sigma_min, sigma_max).to(dev)
     shape = _shape(model, config, args.n)
     generator = torch.Generator(device=dev).manual_seed(args.seed)

@@ -1,4 +1,4 @@
-"""The single source of every formula of the book, in SymPy (see DESIGN.md, "Three layers").
+"""The single source of every formula of the book, in SymPy (``ARCHITECTURE.md``, "Three layers").
 
 ``get_process(name)`` gives a forward process in EDM's language x = s(t) (x0 + sigma(t) n)
 (``processes.py``); ``proofs`` holds every derivation with a ``verify()``; ``tables`` renders the
