@@ -181,3 +181,22 @@ def independent_pixels_log_likelihood(train: torch.Tensor, test: torch.Tensor, p
         raise ValueError(f"pseudo_count must be positive, got {pseudo_count}")
     p = (train.sum(0) + pseudo_count) / (train.shape[0] + 2 * pseudo_count)
     return (test * p.log() + (1 - test) * (1 - p).log()).sum(dim=1)
+
+
+# -- the variance of the two SGVB estimators --------------------------------------------------
+
+
+@torch.no_grad()
+def elbo_estimator_variance(vae: VAE, x: torch.Tensor, analytic_kl: bool = True, draws: int = 100,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Variance, per data point (N,), of the single-sample ELBO estimate over ``draws`` draws of z.
+
+    ``analytic_kl=True`` is SGVB B (only the reconstruction term is sampled), ``False`` is SGVB A
+    (all of ``log p(x, z) - log q(z|x)`` is sampled). Kingma & Welling prefer B because it
+    typically has the smaller variance; the kingma2014auto notebook measures that. Neither is
+    smaller always: when ``q`` is the exact posterior, A's variance is zero (see ``VAE.elbo``).
+    """
+    if draws < 2:
+        raise ValueError(f"draws must be >= 2 to estimate a variance, got {draws}")
+    estimates = torch.stack([vae.elbo(x, 1, analytic_kl, generator=generator) for _ in range(draws)])
+    return estimates.var(dim=0)
