@@ -28,7 +28,8 @@ import torch
 from tqdm.std import tqdm
 
 from .chain import respace_steps, sigma_from_alpha_bar
-from .constants import DDPM_BETA_1, DDPM_BETA_T, DDPM_T, EDM_RHO, EDM_SIGMA_MAX, EDM_SIGMA_MIN, VP_EPS_S
+from .constants import (DDPM_BETA_1, DDPM_BETA_T, DDPM_T, EDM_RHO, EDM_SIGMA_MAX, EDM_SIGMA_MIN, NCSN_EPSILON,
+                        NCSN_T, VP_EPS_S)
 from .parameterization import denoiser_to_eps, denoiser_to_score
 from .theory.numeric import vp_sigma, vp_sigma_inv
 
@@ -459,7 +460,7 @@ def sample_ancestral(denoiser, x, sigmas, *, variance: str = "posterior", genera
     return x
 
 
-def sample_annealed_langevin(denoiser, x, sigmas, *, epsilon: float = 2e-5, n_steps_each: int = 100,
+def sample_annealed_langevin(denoiser, x, sigmas, *, epsilon: float = NCSN_EPSILON, n_steps_each: int = NCSN_T,
                              final_denoise: bool = False, generator=None, callback=None, progress=False):
     """Annealed Langevin dynamics (Song & Ermon 2019, NCSN Algorithm 1).
 

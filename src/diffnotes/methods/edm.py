@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from .. import constants as K
+from ..parameterization import append_dims
 from ..theory.numeric import vp_sigma
 
 __all__ = ["EDMLoss", "VPLoss", "VELoss", "LOSSES"]
@@ -41,10 +42,10 @@ class _DenoisingLoss:
         return 1 / sigma**2
 
     def __call__(self, model, x0, class_labels=None):
-        sigma = self.sigma_from(self.draw((x0.shape[0],) + (1,) * (x0.ndim - 1), device=x0.device))
-        n = torch.randn_like(x0) * sigma
-        D_yn = model(x0 + n, sigma.flatten(), class_labels)
-        return (self.weight(sigma) * (D_yn - x0) ** 2).flatten(1).mean(dim=1)
+        sigma = self.sigma_from(self.draw(x0.shape[0], device=x0.device))  # (N,)
+        n = torch.randn_like(x0) * append_dims(sigma, x0)
+        D_yn = model(x0 + n, sigma, class_labels)
+        return (append_dims(self.weight(sigma), x0) * (D_yn - x0) ** 2).flatten(1).mean(dim=1)
 
 
 class VPLoss(_DenoisingLoss):

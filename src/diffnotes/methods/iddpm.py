@@ -62,7 +62,7 @@ LAMBDA_VLB = 1e-3  # iDDPM Sec. 3.1: L_hybrid = L_simple + lambda L_vlb, lambda 
 cosine_schedule = DDPMSchedule.cosine
 
 
-def linear_schedule(T: int = 1000) -> DDPMSchedule:
+def linear_schedule(T: int = K.DDPM_T) -> DDPMSchedule:
     """DDPM's linear schedule for T steps, betas scaled by 1000 / T (iDDPM Sec. 3.1)."""
     if int(T) != T or T < 2:
         raise ValueError(f"T must be an integer >= 2, got {T!r}")
@@ -70,17 +70,9 @@ def linear_schedule(T: int = 1000) -> DDPMSchedule:
     return DDPMSchedule.linear(int(T), K.DDPM_BETA_1 * scale, K.DDPM_BETA_T * scale)
 
 
-def respace(schedule: DDPMSchedule, steps: int) -> tuple[DDPMSchedule, torch.Tensor]:
-    """A shorter chain on ``steps`` evenly strided steps of ``schedule`` (iDDPM Sec. 4).
-
-    Returns the new schedule, whose betas are 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}}, and the
-    kept (1-based) steps t_1 < ... < t_K of the original chain; the kept steps are the ones
-    ``DDPMSchedule.sampling_sigmas`` uses, so the two samplers visit the same noise levels.
-    """
-    T = schedule.T
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in 1..{T}, got {steps!r}")
-    return schedule.respace(steps)
+# iDDPM Sec. 4's respacing is the shared chain's: ``respace(schedule, steps) -> (shorter, kept)``;
+# the kept steps are the ones ``sampling_sigmas`` uses, so the two samplers visit the same levels.
+respace = DDPMSchedule.respace
 
 
 def _log_bounds(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from diffnotes.parameterization import append_dims
+
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -91,8 +93,7 @@ def dsm_loss(
     sigma = torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device)
     if bool((sigma <= 0).any()):
         raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
-    if sigma.ndim == 1:
-        sigma = sigma.reshape(-1, 1)
+    sigma = append_dims(sigma, x0)
     if noise is None:
         gen_device = generator.device if generator is not None else x0.device
         noise = torch.randn(x0.shape, dtype=x0.dtype, device=gen_device, generator=generator).to(x0.device)
