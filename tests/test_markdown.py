@@ -33,3 +33,9 @@ def test_generated_table_text_starts_with_the_header(tmp_path):
     (tmp_path / "_toc.yml").write_text("root: intro\n")
     (tmp_path / "deep" / "er").mkdir(parents=True)
     assert find_root(tmp_path / "deep" / "er") == tmp_path.resolve()
+
+
+def test_text_with_math_cell_writes_bars_in_math_as_vert():
+    from diffnotes.markdown import text_with_math_cell
+
+    assert text_with_math_cell("note on $|x|$\nhere") == r"note on $\vert x\vert $ here"

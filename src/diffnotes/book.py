@@ -47,13 +47,14 @@ def paper_numbers(key: str):
     from IPython.display import Markdown
 
     from . import catalogue
+    from .markdown import table
 
     paper = catalogue.get(key)
     if not paper.results:
         return Markdown(f"The paper catalogue lists no headline numbers for {paper.alias}: its claims are "
                         "qualitative or in figures, so the lab notebook reproduces claims, not a table.")
-    rows = ["| metric | value | setting | source |", "|---|---|---|---|"]
+    rows = []
     for metric, r in paper.results.items():
         label, unit = catalogue.METRICS[metric]
-        rows.append(f"| {label} | {r.text} {unit} | {r.setting} | {r.source} |")
-    return Markdown("\n".join(rows))
+        rows.append([label, f"{r.text} {unit}", r.setting, r.source])
+    return Markdown(table(["metric", "value", "setting", "source"], rows).rstrip("\n"))

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from .markdown import GeneratedTable, cell, row
+
 NOTEBOOKS = Path("notebooks")
 _PROFILE_RE = re.compile(r"^profile:\s*(\w+)", re.MULTILINE)
 
@@ -68,16 +70,11 @@ def render_status_table(root: Path | None = None) -> str:
     for p in paths:
         s = notebook_status(p)
         secs = "–" if s["seconds"] is None else f"{s['seconds']:.0f} s"
-        lines.append(
-            f"| [{s['title']}](../notebooks/{s['key']}.ipynb) | {s['profile']} | {secs} | {s['date']} | {s['cells']} |"
-        )
+        link = f"[{cell(s['title'])}](../notebooks/{s['key']}.ipynb)"
+        lines.append(row([link, *(cell(x) for x in (s["profile"], secs, s["date"], s["cells"]))]))
     return "\n".join(lines) + "\n"
 
 
-def _generated_tables():
-    from .markdown import GeneratedTable
-
-    return [GeneratedTable("notebook_status", render_status_table, "notebooks/*.ipynb (stored outputs)")]
-
-
-GENERATED_TABLES = _generated_tables()
+GENERATED_TABLES = [
+    GeneratedTable("notebook_status", render_status_table, "notebooks/*.ipynb (stored outputs)"),
+]

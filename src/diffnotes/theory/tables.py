@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..markdown import GeneratedTable, math_cell
+from ..markdown import GeneratedTable, math_cell, text_with_math_cell
 from .processes import C_DATA, MU, SCORE, SIGMA, X, X0, get_process, t
 
 __all__ = ["GENERATED_TABLES", "render_comparison", "render_comparison_symbols", "render_edm_table1", "COMPARISON_ROWS"]
@@ -118,7 +118,7 @@ def render_comparison_symbols() -> str:
         t_range = _cell(rf"[{_bound(lo)},\ {_bound(hi)}]")
         inv = _cell(_latex(p.sigma_inv)) if p.sigma_inv is not None else "no closed form"
         lines.append(_row([f"**{label}**", f"{{cite:t}}`{p.cite}`", shorthands, defaults, t_range, inv,
-                           p.notes.replace("|", r"\vert ")]))
+                           text_with_math_cell(p.notes)]))
     return "\n".join(lines) + "\n"
 
 
