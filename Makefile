@@ -101,8 +101,10 @@ serve:
 pdf: $(STAMP) browser-deps
 	$(PY) scripts/build_pdf.py
 
+# Benchmarks -> benchmarks/RESULTS.md and the book's sampler figures (~20 min of one core);
+# `make bench BENCH_ARGS=--quick` is a smoke test that writes under _build/bench-quick/.
 bench: $(STAMP)
-	$(PY) -m diffnotes bench
+	OMP_NUM_THREADS=1 $(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -436,6 +436,7 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
     if quick:  # a smoke test: three peers, two budgets, few samples
         keep = ("DDIM (trailing)", "DPM-Solver multistep (solver_order=2, algorithm_type=dpmsolver++, "
                 "solver_type=midpoint, trailing)", "UniPC (solver_order=3, solver_type=bh2, exponential, trailing)")
+        assert all(any(c[0] == k for c in configs) for k in keep), "quick peers renamed"
         configs = [c for c in configs if c[0] in keep]
     results = dict(budgets=list(budgets), sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, quick=quick,
                    torch=torch.__version__, diffusers=diffusers.__version__,
@@ -457,9 +458,11 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
         results["problems"][name] = dict(
             description=problem.description, n_samples=n, reference=problem.ref_note, rows=rows,
             seconds=time.time() - t0, reference_seconds=t_ref, skipped=skipped,
-            all_ours={b: sorted(ours[b])[:12] for b in budgets},
-            all_diffusers={b: sorted(theirs[b])[:12] for b in budgets},
-            n_compared={b: len(theirs[b]) for b in budgets})
+            all_ours={str(b): sorted(ours[b])[:12] for b in budgets},
+            all_diffusers={str(b): sorted(theirs[b])[:12] for b in budgets},
+            n_compared={str(b): len(theirs[b]) for b in budgets},
+            fixed={key: [next(r[0] for r in ours[b] if r[1] == f"dpmpp_3m, {label}") for b in budgets]
+                   for key, label in (("karras", "Karras rho=7"), ("loglinear", "log-linear"))})
     return results
 
 
