@@ -73,7 +73,7 @@ def _table1_numeric(name, par, key, sigma):
 @pytest.mark.parametrize("name,par,precond", [("vp", None, "vp"), ("ve", "edm", "ve"), ("iddpm", "edm", "iddpm"), ("edm", None, "edm")])
 def test_table1_preconditioning_equals_the_engine(name, par, precond):
     """diffnotes.precond implements EDM Table 1; its coefficients equal the SymPy entries."""
-    pre_mod = pytest.importorskip("diffnotes.precond")
+    import diffnotes.precond as pre_mod
     model = pre_mod.PRECONDS[precond](torch.nn.Identity())
     sigma = np.array([0.01, 0.3, 2.0, 40.0])
     got = model.coefficients(torch.tensor(sigma, dtype=torch.float64))
@@ -84,7 +84,7 @@ def test_table1_preconditioning_equals_the_engine(name, par, precond):
 
 
 def test_edm_precond_agrees_with_score_proofs():
-    score_proofs = pytest.importorskip("diffnotes.theory.proofs.score_proofs")
+    import diffnotes.theory.proofs.score_proofs as score_proofs
     theirs = score_proofs.edm_preconditioning(SIGMA, SIGMA_DATA)
     mine = get_process("edm").table1
     for key, value in theirs.items():
