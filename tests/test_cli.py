@@ -207,3 +207,14 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path):
                            "--out", str(png)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == "" and not png.exists()
     assert done.stderr.splitlines() == [done.stderr.strip()] and "argument -n" in done.stderr
+
+
+def test_sigma_range_upside_down_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--method", "ve", "--data", "gmm", "--profile", "quick", "--out", str(out),
+                 "--steps", "2"]) == 0
+    capsys.readouterr()
+    png = tmp_path / "g.png"
+    _one_line_error(capsys, ["sample", "--ckpt", str(out / "ckpt.pt"), "--sigma-min", "5", "--sigma-max", "1",
+                             "--out", str(png)], "sigma_min < sigma_max")
+    assert not png.exists() and not png.with_suffix(".pt").exists()
