@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .markdown import cell
 from .profiles import get_profile
 
 RESULTS_DIR = Path("notebooks") / "results"
@@ -297,8 +298,8 @@ def _fmt(value) -> str:
 
 
 def _cell(text) -> str:
-    """A Markdown table cell: a literal '|' (e.g. an absolute value) would split the column."""
-    return _fmt(text).replace("|", "\\|").replace("\n", " ")
+    """A Markdown table cell (the package's one escaper)."""
+    return cell(_fmt(text))
 
 
 def _row_parts(c: dict) -> tuple[str, str, str]:
