@@ -363,16 +363,16 @@ def digits_report(samples, labels=None, *, n: int | None = None, seed: int = 0) 
     for) add the classifier's accuracy on all the samples; the band then shows its accuracy on
     the real half B.
 
-    How to read it: at N = 324 the band is FD 0.24, KD (-15 +- 11) x 1e-3 (zero within its
-    error, as it should be for two real sets), precision 0.90, recall 0.90, accuracy 0.966.
-    Real digits of the models' ``train`` split, scored the same way, land at FD 0.17-0.25 and
-    precision/recall 0.89-0.92 over three draws: differences of that size are noise, not
+    How to read it: at N = 324 the band is FD 0.23, KD (-15 +- 11) x 1e-3 (zero within its
+    error, as it should be for two real sets), precision 0.92, recall 0.92, accuracy 0.975.
+    Real digits of the models' ``train`` split, scored the same way, land at FD 0.14-0.21 and
+    precision/recall 0.90-0.94 over three draws: differences of that size are noise, not
     quality. KD's standard error says how far its own value can move; the Fréchet distance
     has none here, so compare it with the band generously: over 15 seeds the band's FD is
-    0.28 +- 0.03 (sd) at N = 300 but 1.07 +- 0.32 at N = 100, and its recall moves by 0.03 at
+    0.26 +- 0.03 (sd) at N = 300 but 1.11 +- 0.37 at N = 100, and its recall moves by 0.03 at
     N = 100 (the Fréchet distance is biased upwards at small N). Measured corruptions at N = 300
-    (tests/test_image_metrics.py): pixel noise of std 0.2 gives FD 0.52, a Gaussian blur of
-    0.5 pixel 1.97, noise of std 1.0 5.5, uniform noise 17.3.
+    (tests/test_image_metrics.py): pixel noise of std 0.2 gives FD 0.47, a Gaussian blur of
+    0.4 pixel 0.49, noise of std 1.0 4.0, uniform noise 15.4.
     """
     from .data import load_digits
 
