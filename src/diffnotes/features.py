@@ -159,7 +159,9 @@ def train_digits_classifier(epochs: int = 100, seed: int = 0, lr: float = 3e-3, 
     use as reference and the models' ``train`` split stay unseen, so the feature space favours
     neither. AdamW with a one-cycle learning-rate schedule; ``shift_augment`` shifts every image
     by its own random offset of up to one pixel, which makes the features less sensitive to the
-    small misalignments of generated digits (and lifts held-out accuracy from about 95% to 97%).
+    small misalignments of generated digits. (With one shift per batch, plain Adam and 60
+    epochs, the same network reached 95.4% on the evaluation split; this recipe 97.4%.) After
+    training, ``feature_scale`` is set so that the features of the split have mean square 1.
     Deterministic for a given seed and thread count (CPU; data order, shifts and initialisation
     come from seeded generators).
     """
