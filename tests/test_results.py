@@ -105,3 +105,20 @@ def test_table_shows_seeds_and_legacy_claims_as_unjudged(tmp_path, full):
     table = R.render_results_table(tmp_path)
     assert "not judged (one seed" in table
     assert "| 3 |" in table and "holds" in table
+
+
+def test_results_page_quotes_the_measured_split_and_accuracy():
+    """The numbers the results page states about the digits split and the feature classifier
+    are the ones the code gives."""
+    from pathlib import Path
+
+    from diffnotes.data import load_digits
+    from diffnotes.metrics import digits_classify
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "results.md").read_text(encoding="utf-8")
+    sizes = {name: len(load_digits(name)[1]) for name in ("classifier", "train", "eval", "eval_a")}
+    for name, n in sizes.items():
+        assert f"{n}" in page, f"results.md does not state the {name} split size {n}"
+    images, labels = load_digits("eval")
+    accuracy = (digits_classify(images) == labels).double().mean().item()
+    assert f"{100 * accuracy:.1f}%" in page
