@@ -32,7 +32,7 @@ def noise(n, sigma_max, seed=0):
 def test_exports():
     assert set(SCHEDULES) == {"karras", "loglinear", "uniform", "vp"}
     assert {"euler", "heun", "edm_stochastic", "dpmpp_2m", "dpmpp_3m", "ddim", "euler_maruyama",
-            "predictor_corrector", "ancestral", "annealed_langevin"} == set(SOLVERS)
+            "predictor_corrector", "ancestral", "annealed_langevin", "unipc"} == set(SOLVERS)
 
 
 @pytest.mark.parametrize("kind", ["karras", "loglinear", "uniform"])
@@ -152,6 +152,7 @@ CASES = {
     "edm_stochastic": (sigma_schedule("karras", 40, 0.002, 20.0), dict(S_churn=40.0, S_min=0.05, S_max=10.0, S_noise=1.0)),
     "dpmpp_2m": (sigma_schedule("karras", 20, 0.002, 20.0), {}),
     "dpmpp_3m": (sigma_schedule("karras", 20, 0.002, 20.0), {}),
+    "unipc": (sigma_schedule("karras", 20, 0.002, 20.0), dict(order=3)),
     # DDPM spacings end at t = 0 (sigma = 0.01) with "leading"; "trailing" would end with x = D at
     # sigma_19 = 0.045, which visibly shrinks each 0.1-wide component.
     "ddim": (ddpm_sigmas(25, "leading"), dict(eta=0.0)),
