@@ -1,7 +1,8 @@
 """Every derivation of the book as a :class:`~diffnotes.theory.proofs.base.Proof`.
 
-Proofs come from ``processes_proofs`` (forward processes) and ``score_proofs`` (scores,
-parameterizations, reverse processes); each module defines ``PROOFS``. ``python -m diffnotes
+Proofs come from ``processes_proofs`` (forward processes), ``score_proofs`` (scores,
+parameterizations, reverse processes) and ``derivations`` (the steps each paper chapter shows);
+each module defines ``PROOFS``. ``python -m diffnotes
 proofs`` calls :func:`run_all`; ``book/questions.md`` renders every proof via :func:`all_proofs`.
 """
 
@@ -15,9 +16,10 @@ __all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check", "all_proofs
 
 
 def _load() -> list[Proof]:
-    from . import processes_proofs, score_proofs  # SymPy work: imported on first use
+    from . import coding_proofs, derivations, processes_proofs, score_proofs  # SymPy work: on first use
 
-    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS]
+    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS, *derivations.PROOFS,
+                           *coding_proofs.PROOFS]
     names = [p.name for p in proofs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
