@@ -165,3 +165,50 @@ def test_plain_rejection_sampling_accepts_with_probability_one_over_m():
 def test_bad_input_is_one_clear_line(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_mrc_total_variation_formula_matches_the_coder_and_its_limits():
+    mq, sq = torch.tensor([1.2], dtype=torch.float64), torch.tensor([0.35], dtype=torch.float64)
+    mp, sp = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    z_q = mq + sq * torch.randn(20_000, 1, generator=g, dtype=torch.float64)
+    lw_q = coding.gaussian_log_ratio(z_q, mq, sq, mp, sp)
+
+    def tv(n):
+        z = torch.randn(400, n - 1, 1, generator=g, dtype=torch.float64)
+        return coding.mrc_total_variation(lw_q, coding.gaussian_log_ratio(z, mq, sq, mp, sp))
+
+    # N = 1 sends a prior sample: TV(p, q), integrated on a grid
+    grid = torch.linspace(-8, 8, 400_001, dtype=torch.float64)
+    dens = [torch.exp(-0.5 * ((grid - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+            for m, s in ((1.2, 0.35), (0.0, 1.0))]
+    tv_pq = float(0.5 * (dens[0] - dens[1]).abs().sum() * (grid[1] - grid[0]))
+    assert tv(1) == pytest.approx(tv_pq, abs=0.01)
+    assert tv(4) < tv(1) and tv(256) < 0.03
+    # the law the formula predicts is the coder's: mean log w of coded samples at N = 4
+    coded = [coding.simulate_gaussian(mq, sq, mp, sp, s, method="mrc", log2_candidates=2)
+             for s in range(1500)]
+    lw_coded = coding.gaussian_log_ratio(torch.stack([c.sample for c in coded]), mq, sq, mp, sp)
+    z = torch.randn(4000, 3, 1, generator=g, dtype=torch.float64)
+    log_rest = torch.logsumexp(coding.gaussian_log_ratio(z, mq, sq, mp, sp), 1)
+    factor = (4 / (lw_q.exp()[:, None] + log_rest.exp()[None, :])).mean(1)
+    predicted = float((factor * lw_q).mean())
+    assert float(lw_coded.mean()) == pytest.approx(predicted, abs=4 * float(lw_coded.std()) / 38)
+    assert coding.mrc_tv_bound(0.0, 0.5) == 1.0 and coding.mrc_tv_bound(200.0, 0.0) < 1e-10
+
+
+def test_discrete_prior_encode_is_a_sample_of_p_not_q():
+    q, p = np.array([0.9, 0.1, 0.0, 0.0]), np.full(4, 0.25)
+    xs = np.bincount([coding.prior_encode(q, p, s)[1] for s in range(2000)], minlength=4)
+    assert stats.chisquare(xs, 2000 * p).pvalue > 1e-3
+
+
+def test_coding_proofs_fail_when_their_statement_is_false():
+    from diffnotes.theory.proofs import coding_proofs as C
+
+    assert C.mrc_output_law_check().ok and not C.mrc_output_law_check(factor=2).ok
+    assert C.rejection_check().ok and not C.rejection_check(m_power=2).ok
+    assert C.gaussian_ratio_sup_check().ok and not C.gaussian_ratio_sup_check(shift=1).ok
+    assert C.pfr_length_check().ok
+    assert not C.pfr_length_check(jensen_sign=-1).ok  # the length bound is concave, not convex
+    assert not C.pfr_length_check(slack=2).ok  # the steps give +4, not +2

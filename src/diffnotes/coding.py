@@ -50,8 +50,9 @@ __all__ = [
     "METHODS", "kl_bits", "kl_bits_discrete", "encode_gaussian", "decode_gaussian",
     "simulate_gaussian", "ChannelSample", "candidates", "elias_delta_bits",
     "elias_delta_encode", "elias_delta_decode", "mrc_select", "pfr_select",
-    "gaussian_log_ratio", "gaussian_log_ratio_max", "grs_encode", "grs_decode",
-    "grs_acceptance", "rejection_encode", "discrete_candidates",
+    "gaussian_log_ratio", "gaussian_log_ratio_max", "mrc_total_variation", "mrc_tv_bound",
+    "grs_encode", "grs_decode",
+    "grs_acceptance", "rejection_encode", "discrete_candidates", "prior_encode",
 ]
 
 METHODS = ("mrc", "pfr", "prior")
@@ -221,6 +222,35 @@ def pfr_select(log_w_chunks, generator: torch.Generator, log_w_max: float = math
             return best_index, seen + int(stop[0]) + 1, True
         t_last, seen = float(times[-1]), seen + len(log_w)
     return best_index, seen, False
+
+
+# ----------------------------------------------------------------------------- MRC's bias
+def mrc_total_variation(log_w_q: torch.Tensor, log_w_rest: torch.Tensor) -> float:
+    """Total variation between the law of MRC's output and q, from the output density
+    q(z) N E[1 / (w(z) + S_{N-1})] (proof ``mrc_output_law``). TV = E_q[(1 - factor)_+], the
+    form whose integrand is bounded by 1 (1/2 E_q|1 - factor| is the same number but its Monte
+    Carlo estimate is heavy-tailed where p outweighs q).
+
+    ``log_w_q``: log w at draws from q, shape (a,); ``log_w_rest``: log w of the other N - 1
+    candidates, one independent set per row, shape (m, N - 1) (zero columns when N = 1).
+    """
+    if log_w_q.dim() != 1 or log_w_rest.dim() != 2:
+        raise ValueError("log_w_q must be 1-D (draws from q) and log_w_rest 2-D (m, N - 1)")
+    n = log_w_rest.shape[1] + 1
+    log_rest = torch.logsumexp(log_w_rest.double(), 1)  # log S_{N-1}, -inf when N = 1
+    log_factor = math.log(n) - torch.logaddexp(log_w_q.double()[:, None], log_rest[None, :])
+    factor = torch.exp(log_factor).mean(1)
+    return float((1 - factor).clamp(min=0).mean())
+
+
+def mrc_tv_bound(t_nats: float, tail: float) -> float:
+    """An upper bound on that total variation from Havasi et al.'s Theorem 3.2, for
+    N = exp(KL + t) candidates (t in nats) and tail = P_q(log w > KL + t/2):
+    eps = (exp(-t/4) + 2 sqrt(tail))^(1/2) and TV <= min(1, eps/(1 - eps) + 2 eps)."""
+    if t_nats < 0 or not 0 <= tail <= 1:
+        raise ValueError(f"need t_nats >= 0 and tail in [0, 1], got {t_nats!r}, {tail!r}")
+    eps = math.sqrt(math.exp(-t_nats / 4) + 2 * math.sqrt(tail))
+    return min(1.0, eps / (1 - eps) + 2 * eps) if eps < 1 else 1.0
 
 
 # ----------------------------------------------------------------------------- Gaussian coder
@@ -441,3 +471,10 @@ def rejection_encode(q, p, seed: int, max_steps: int = 1 << 24) -> tuple[int, in
             return start + int(hits[0]), int(x[hits[0]])
         start += rows
     raise ValueError(f"rejection sampling accepted nothing in {max_steps} steps")
+
+
+def prior_encode(q, p, seed: int) -> tuple[int, int]:
+    """The discrete control that does not work: send index 0, whatever q is, so the receiver
+    reads a sample of p. Notebooks swap it in (``DIFFNOTES_BROKEN=1``) to see their checks fail."""
+    _as_pmfs(q, p)
+    return 0, int(discrete_candidates(p, _check_seed(seed), 0, 1)[0])

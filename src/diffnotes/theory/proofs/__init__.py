@@ -16,9 +16,10 @@ __all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check", "all_proofs
 
 
 def _load() -> list[Proof]:
-    from . import derivations, processes_proofs, score_proofs  # SymPy work: imported on first use
+    from . import coding_proofs, derivations, processes_proofs, score_proofs  # SymPy work: on first use
 
-    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS, *derivations.PROOFS]
+    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS, *derivations.PROOFS,
+                           *coding_proofs.PROOFS]
     names = [p.name for p in proofs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
