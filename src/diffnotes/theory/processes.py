@@ -13,16 +13,20 @@ scale ``s(t)``. Everything else follows from them:
 * the probability-flow ODE dx/dt = f x - g^2/2 grad log p_t(x) (Song et al. 2021, eq. 13);
 * SNR(t) = alpha^2 / std^2 = 1 / sigma^2.
 
-Each process is a short subclass of :class:`Process` (the shape of Song's ``sde_lib.py``) that
-says what its paper says: sigma(t), s(t), where the paper writes its own f and g (VP, VE,
-sub-VP, VDM) those too, its discrete chain where one exists, its sigma^{-1} where closed, and, for
-the four columns of EDM's Table 1, its preconditioning and training choices. Expressions are
-SymPy; :meth:`Process.lambdify` turns them into NumPy or PyTorch callables for the engine.
+Each process is one :class:`Process` built by a short builder function below (``_vp``,
+``_edm``, ...; :func:`get_process` picks one by name) that says what its paper says: sigma(t),
+s(t), where the paper writes its own f and g (VP, VE, sub-VP, VDM) those too, its discrete chain
+where one exists, its sigma^{-1} where closed, and, for the four columns of EDM's Table 1, its
+preconditioning, loss weight, sampling time steps and training distribution. Expressions are
+SymPy; the papers' numbers come from ``diffnotes.constants``.
+
+The engine evaluates these expressions through one cached bridge, ``diffnotes.theory.numeric``
+(which calls :meth:`Process.lambdify` / :meth:`Process.lambdify_expr`); where it keeps a PyTorch
+twin instead, a test proves the twin equal to the expression here.
 
 Used by: ``book/unified-view.md`` (plots and the comparison table), the EDM Table 1 table
 (``diffnotes.theory.tables``), the proofs in ``diffnotes.theory.proofs.processes_proofs``, and
-the engine (``diffnotes.sampling``, ``diffnotes.methods``), whose schedules are tested equal to
-these expressions.
+the engine (``diffnotes.theory.numeric``, ``diffnotes.sampling``, ``diffnotes.methods``).
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ I_STEP = sp.Symbol("i", positive=True, integer=True)
 
 @dataclass
 class Process:
-    """One forward process. Subclasses fill the fields in ``__init__``; do not build directly.
+    """One forward process, as built by this module's builders (get one with :func:`get_process`).
 
     ``sigma_short`` / ``scale_short`` may use the short-hand functions beta(t), B(t),
     alpha_bar(t), gamma(t); ``aux`` maps each to its full expression. The attributes ``sigma``,
@@ -335,11 +339,15 @@ def _p(name, **assumptions):
 beta_1, beta_N, N_steps = _p("beta_1", positive=True), _p("beta_N", positive=True), _p("N", positive=True)
 
 
+def _ddpm_betas(n_steps: int, beta_1: float, beta_N: float) -> np.ndarray:
+    """beta_1..beta_N linear, as DDPM's code builds them (np.linspace, float64)."""
+    return np.linspace(beta_1, beta_N, int(n_steps), dtype=np.float64)
+
+
 def ddpm_alpha_bar(n_steps: int = K.DDPM_T, beta_1: float = K.DDPM_BETA_1,
                    beta_N: float = K.DDPM_BETA_T) -> np.ndarray:
     """alpha_bar_i = prod_{j<=i} (1 - beta_j), i = 0..N (index 0 is 1), as DDPM's code builds it."""
-    betas = np.linspace(beta_1, beta_N, n_steps, dtype=np.float64)
-    return np.concatenate([[1.0], np.cumprod(1.0 - betas)])
+    return np.concatenate([[1.0], np.cumprod(1.0 - _ddpm_betas(n_steps, beta_1, beta_N))])
 
 
 def _ddpm():
@@ -357,7 +365,7 @@ def _ddpm():
         update=sp.sqrt(1 - sp.Symbol("beta_i", positive=True)) * X_PREV + sp.sqrt(sp.Symbol("beta_i", positive=True)) * Z,
         index=j, n_steps=N_steps, schedule_name=r"\beta_i",
         schedule=beta_1 + (j - 1) * (beta_N - beta_1) / (N_steps - 1),
-        values=lambda p: np.linspace(p[beta_1], p[beta_N], int(p[N_steps]), dtype=np.float64),
+        values=lambda p: _ddpm_betas(p[N_steps], p[beta_1], p[beta_N]),
     )
     return Process(
         name="ddpm", title="DDPM", cite="ho2020denoising", parameterization="ho2020",
