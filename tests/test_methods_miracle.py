@@ -24,11 +24,11 @@ def test_trained_and_coded_weights_classify_and_cost_blocks_times_c_loc(monkeypa
     torch.set_num_threads(1)
     x, y = _digits("train")
     xt, yt = _digits("eval")
-    q, blocks, beta = M.train_miracle(x, y, n_blocks=30, c_loc_bits=10, steps=400, seed=0)
+    q, blocks, beta = M.train_miracle(x, y, n_blocks=40, c_loc_bits=10, steps=800, seed=0)
     kl = M.block_kl_bits(q, blocks).detach()
-    assert float(kl.mean()) < 14  # the per-block penalties hold the KL near C_loc = 10 bits
-    coded = M.code_weights(q, blocks, x, y, beta, c_loc_bits=10, seed=0)
-    assert coded.bits == 30 * 10 + 32 and all(0 <= i < 2**10 for i in coded.indices)
+    assert float(kl.mean()) < 12  # the per-block penalties hold the KL near C_loc = 10 bits
+    coded = M.code_weights(q, blocks, x, y, beta, c_loc_bits=10, seed=0, intermediate_steps=5)
+    assert coded.bits == 40 * 10 + 32 and all(0 <= i < 2**10 for i in coded.indices)
     assert M.accuracy(coded.weights, xt, yt) > 0.7
     broken = M.code_weights(q, blocks, x, y, beta, c_loc_bits=10, seed=0, method="prior")
     assert M.accuracy(broken.weights, xt, yt) < 0.5  # prior samples carry nothing learned
