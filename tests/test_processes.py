@@ -150,10 +150,15 @@ def test_ve_parameterizations_are_one_sde_in_sigma():
         _zero(p.g**2 - sp.diff(p.sigma**2, t))
 
 
+# Proofs with a numeric part by design: iDDPM's clipped recursion is also compared with the chain
+# accumulated in 30-digit arithmetic (issue 12); every other process proof is symbolic throughout.
+NUMERIC_PARTS = {"iddpm_cosine_schedule"}
+
+
 @pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])
 def test_every_process_proof_verifies(proof):
     assert proof.verify(), proof.result.residual
-    assert proof.result.method == "symbolic"
+    assert proof.result.method == ("numeric" if proof.name in NUMERIC_PARTS else "symbolic")
     assert proof.statement and proof.title and proof.name == proof.name.lower()
 
 
