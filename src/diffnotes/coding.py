@@ -299,7 +299,7 @@ def _log_w_stream(seed, block, n_max, mq, sq, mp, sp):
 def _mrc_log2_n(kl: float, extra_bits: float, max_log2: int, fixed: int | None) -> int:
     if fixed is not None:
         return int(fixed)
-    m = max(0, math.ceil(kl + extra_bits))
+    m = max(0, math.ceil(kl + extra_bits - 1e-9))  # a KL of 3 + 1e-15 needs 3 bits
     if m > max_log2:
         raise ValueError(f"a block needs 2^{m} candidates (KL {kl:.1f} bits + {extra_bits:g}); "
                          f"the limit is 2^{max_log2}: use a smaller block_dims")

@@ -137,7 +137,10 @@ def code_weights(q: GaussianWeights, blocks, x, y, beta, *, c_loc_bits: int, see
                  intermediate_steps: int = 0, lr: float = 0.02, eps_beta: float = 0.02,
                  method: str = "mrc") -> CodedWeights:
     """Send every block with ``coding`` (2^c_loc_bits candidates, c_loc_bits bits each), in a
-    shared random order; between blocks, train the open ones for ``intermediate_steps``."""
+    shared random order; between blocks, train the open ones for ``intermediate_steps``
+    (training too: ``$DIFFNOTES_TRAIN_STEPS`` caps it)."""
+    cap = steps_cap()
+    intermediate_steps = intermediate_steps if cap is None else min(intermediate_steps, cap)
     flat_shape = q.mu.numel()
     done = torch.zeros(flat_shape, dtype=torch.bool)
     value = torch.zeros(flat_shape, dtype=torch.float64)
