@@ -42,13 +42,12 @@ For each problem and budget B in BUDGETS, each configuration gets the largest st
 (calls of the model, counted) is at most B; the table reports the best error of each side, the
 two configurations and their ratio.
 
-    .venv/bin/python benchmarks/run_all.py          # this script, then RESULTS.md and the figures
-    .venv/bin/python benchmarks/bench_samplers.py [--quick]   # only this: writes results_samplers.{json,md}
+    .venv/bin/python benchmarks/run_all.py [--quick] [--problems ring,mixture]   # or make bench
+    (running this file does the same: the driver writes the JSON, the tables and the figures)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -179,7 +178,7 @@ def problem_mixture(n: int) -> Problem:
                    fingerprint(gmm.weights, gmm.means, gmm.covs))
 
 
-DIGITS_STEPS, DIGITS_CH = 3000, 16
+DIGITS_STEPS, DIGITS_CH = 800, 16
 
 
 def digits_model():
@@ -197,8 +196,8 @@ def digits_model():
         model.load_state_dict(torch.load(path, weights_only=True))
     else:
         images, _ = load_digits("train")
-        result = fit(model, EDMLoss(), images, DIGITS_STEPS, batch_size=128, lr=1e-3, seed=0,
-                     ema_halflife=200, amp=False, progress=False, device="cpu")
+        result = fit(model, EDMLoss(), images, DIGITS_STEPS, batch_size=128, lr=2e-3, seed=0, warmup=50,
+                     ema_halflife=100, amp=False, progress=False, device="cpu")
         if result.capped:
             raise RuntimeError("DIFFNOTES_TRAIN_STEPS cut the digits model's training short; unset it")
         model = result.model_ema
@@ -227,7 +226,7 @@ def problem_digits(n: int) -> Problem:
 
 
 PROBLEMS = {"ring": problem_ring, "mixture": problem_mixture, "digits": problem_digits}
-N_SAMPLES = {"ring": 1000, "mixture": 1000, "digits": 256}
+N_SAMPLES = {"ring": 1000, "mixture": 1000, "digits": 64}
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +258,7 @@ def diffusers_configs():
     sigma_kinds = {"": {}, "Karras": dict(use_karras_sigmas=True),
                    "exponential": dict(use_exponential_sigmas=True), "beta": dict(use_beta_sigmas=True),
                    "Lu lambdas": dict(use_lu_lambdas=True)}
-    configs = []
+    configs, families = [], {}
     for name, (cls, opts) in variants.items():
         params = inspect.signature(cls.__init__).parameters
         spacings = ("leading", "trailing", "linspace") if "timestep_spacing" in params else (None,)
@@ -275,11 +274,13 @@ def diffusers_configs():
                         kw["timestep_spacing"] = spacing
                     detail = ", ".join([f"{k}={v}" for k, v in opt.items()] + [x for x in (kind, spacing) if x])
                     configs.append((f"{name} ({detail})", lambda cls=cls, kw=kw: cls(**kw)))
-    return configs
+                    families[configs[-1][0]] = f"{name} {opt}"
+    return configs, families
 
 
 def _run_scheduler(make, n_steps: int, x_T: torch.Tensor, denoiser):
-    """Drive one scheduler; return (final sample, NFE), or None when it does not start at sigma_max.
+    """Drive one scheduler; return (final sample, NFE, its levels), or None when it does not start
+    at sigma_max.
 
     ``denoiser=None`` counts the NFE with a zero model output (no model call)."""
     from diffusers import KDPM2DiscreteScheduler
@@ -315,13 +316,18 @@ def _run_scheduler(make, n_steps: int, x_T: torch.Tensor, denoiser):
             eps = (x_ve - denoiser(x_ve, torch.tensor(sigma, dtype=torch.float64))) / sigma
         nfe += 1
         x = sched.step(eps, t, x).prev_sample
-    return x.double(), nfe
+    levels = sched.sigmas if hasattr(sched, "sigmas") else sched.timesteps
+    return x.double(), nfe, tuple(np.round(np.asarray(levels, dtype=np.float64), 6).tolist())
 
 
-def best_diffusers(problem: Problem, budgets, configs, log=print):
-    """{budget: [(error, label, steps, nfe), ...]} over every comparable configuration."""
+def best_diffusers(problem: Problem, budgets, configs, families, log=print):
+    """{budget: [(error, label, steps, nfe), ...]} over every comparable configuration.
+
+    Two configurations of one scheduler variant that end up on the same levels (e.g. Karras sigmas
+    built from "trailing" or "linspace" timesteps, both spanning sigma_0 ... sigma_999) are the same
+    computation: the second is not run again."""
     out = {b: [] for b in budgets}
-    skipped = set()
+    skipped, seen = set(), set()
     for label, make in configs:
         for budget in budgets:
             try:
@@ -336,7 +342,11 @@ def best_diffusers(problem: Problem, budgets, configs, log=print):
                     n -= max(1, (counted[1] - budget) // 2)
                 if label in skipped or n < 1:
                     break
-                x, nfe = _run_scheduler(make, n, problem.x_T, problem.denoiser)
+                signature = (families[label], counted[2])
+                if signature in seen:
+                    continue
+                seen.add(signature)
+                x, nfe, _ = _run_scheduler(make, n, problem.x_T, problem.denoiser)
             except Exception as exc:  # a step count diffusers refuses: that budget is left out
                 log(f"  diffusers {label}, NFE <= {budget}: {type(exc).__name__}: {str(exc)[:60]}")
                 continue
@@ -355,7 +365,7 @@ OUR_SOLVERS = {  # name: (solver, options, NFE of n levels)
     "unipc_2": ("unipc", dict(order=2), lambda n: n), "unipc_3": ("unipc", dict(order=3), lambda n: n),
 }
 FITTED_SOLVERS = ("dpmpp_3m", "unipc_2", "unipc_3")  # the multistep solvers whose schedules we fit
-N_PILOT = {"ring": 128, "mixture": 128, "digits": 64}
+N_PILOT = {"ring": 128, "mixture": 128, "digits": 32}
 
 
 def our_schedules(n: int):
@@ -389,9 +399,10 @@ def fitted_schedules(problem: Problem, budgets, quick: bool, log=print) -> dict:
                                                  sigma_max=SIGMA_MAX, reference=reference,
                                                  max_evals=12 if quick else 40, solver_options=options)
                 cache[key] = dict(sigmas=sigmas.tolist(), **{k: float(v) for k, v in info.items()})
-                if not quick:
+                if not quick:  # merge with what other runs cached meanwhile
                     CACHE.mkdir(exist_ok=True)
-                    path.write_text(json.dumps(cache, indent=1) + "\n")
+                    on_disk = json.loads(path.read_text()) if path.exists() else {}
+                    path.write_text(json.dumps({**on_disk, key: cache[key]}, indent=1) + "\n")
             fitted[(budget, name)] = cache[key]
     return fitted
 
@@ -432,7 +443,7 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
     import diffusers
 
     torch.set_num_threads(1)
-    configs = diffusers_configs()
+    configs, families = diffusers_configs()
     if quick:  # a smoke test: three peers, two budgets, few samples
         keep = ("DDIM (trailing)", "DPM-Solver multistep (solver_order=2, algorithm_type=dpmsolver++, "
                 "solver_type=midpoint, trailing)", "UniPC (solver_order=3, solver_type=bh2, exponential, trailing)")
@@ -446,7 +457,7 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
         n = 64 if quick else N_SAMPLES[name]
         problem = PROBLEMS[name](n)
         t_ref = time.time() - t0
-        theirs, skipped = best_diffusers(problem, budgets, configs, log)
+        theirs, skipped = best_diffusers(problem, budgets, configs, families, log)
         ours, chosen = best_ours(problem, budgets, quick, log)
         rows = []
         for b in budgets:
@@ -466,22 +477,7 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
     return results
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke test: few samples and peers")
-    parser.add_argument("--problems", default="ring,mixture,digits", help="comma-separated subset")
-    parser.add_argument("--out", default=str(HERE / "results_samplers.json"))
-    args = parser.parse_args(argv)
-    names = [p for p in args.problems.split(",") if p]
-    unknown = [p for p in names if p not in PROBLEMS]
-    if unknown:
-        parser.error(f"unknown problems {unknown}; valid: {', '.join(PROBLEMS)}")
-    t0 = time.time()
-    results = run(names, (10, 20) if args.quick else BUDGETS, quick=args.quick)
-    results["seconds"] = time.time() - t0
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+if __name__ == "__main__":  # the driver runs this benchmark and writes its tables and figures
+    import run_all
 
-
-if __name__ == "__main__":
-    main()
+    run_all.main(sys.argv[1:])

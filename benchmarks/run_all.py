@@ -181,7 +181,10 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: few samples, three peers, two budgets; writes under _build/bench-quick/")
     parser.add_argument("--train", action="store_true", help="also re-run bench_train.py")
-    parser.add_argument("--problems", default="ring,mixture,digits")
+    parser.add_argument("--problems", default="ring,mixture,digits",
+                        help="the problems to run; the others keep their last results from the JSON file")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the tables and figures from results_samplers.json without running anything")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(HERE))
@@ -192,15 +195,30 @@ def main(argv=None) -> None:
     fig_dir = bench_dir / "figures" if args.quick else ROOT / "book/_static/samplers"
     bench_dir.mkdir(parents=True, exist_ok=True)
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    t0 = time.time()
-    names = [p for p in args.problems.split(",") if p]
-    results = bench_samplers.run(names, (10, 20) if args.quick else bench_samplers.BUDGETS, quick=args.quick)
-    if args.train and not args.quick:
-        subprocess.run([sys.executable, str(HERE / "bench_train.py")], check=True)
-    results.update(seconds=time.time() - t0, date=datetime.date.today().isoformat(), cpu=cpu_name(),
-                   cpu_count=os.cpu_count(), load_before=load, python=platform.python_version())
-    (bench_dir / "results_samplers.json").write_text(json.dumps(results, indent=1) + "\n")
+    json_path = bench_dir / "results_samplers.json"
+    previous = json.loads(json_path.read_text()) if json_path.exists() else None
+    if args.render_only:
+        if previous is None:
+            parser.error(f"--render-only needs {json_path}; run the benchmark first")
+        results = previous
+    else:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        t0 = time.time()
+        names = [p for p in args.problems.split(",") if p]
+        results = bench_samplers.run(names, (10, 20) if args.quick else bench_samplers.BUDGETS, quick=args.quick)
+        if args.train and not args.quick:
+            subprocess.run([sys.executable, str(HERE / "bench_train.py")], check=True)
+        results.update(seconds=time.time() - t0, date=datetime.date.today().isoformat(), cpu=cpu_name(),
+                       cpu_count=os.cpu_count(), load_before=load, python=platform.python_version())
+        for name in results["problems"]:
+            results["problems"][name].update(date=results["date"], cpu=results["cpu"])
+        previous = json.loads(json_path.read_text()) if json_path.exists() else None  # read late: runs may overlap
+        if previous and previous.get("quick") == results["quick"]:  # keep the problems not re-run
+            kept = {k: v for k, v in previous["problems"].items() if k not in results["problems"]}
+            results["problems"] = {k: {**kept, **results["problems"]}[k]
+                                   for k in bench_samplers.PROBLEMS if k in {**kept, **results["problems"]}}
+            results["seconds"] += sum(v["seconds"] for v in kept.values())
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
     (bench_dir / "results_samplers.md").write_text(render_details(results))
     train = HERE / "results_train.md"
     (bench_dir / "RESULTS.md").write_text(render_results_md(results, train.read_text() if train.exists() else None))
