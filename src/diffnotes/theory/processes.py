@@ -76,6 +76,12 @@ def _sigmoid(z):
     return 1 / (1 + sp.exp(-z))
 
 
+def _vp_from_alpha_bar(alpha_bar):
+    """(sigma, s) of a variance-preserving process with x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) n:
+    s = sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar) (EDM Table 1, DDPM and iDDPM)."""
+    return sp.sqrt((1 - alpha_bar) / alpha_bar), sp.sqrt(alpha_bar)
+
+
 def edm_ode_drift(sigma_expr, scale_expr, x=X, denoiser=DENOISER):
     """EDM's general probability-flow ODE (Karras et al. 2022, eq. 4 written with D):
 
@@ -369,7 +375,7 @@ def _ddpm():
     )
     return Process(
         name="ddpm", title="DDPM", cite="ho2020denoising", parameterization="ho2020",
-        sigma_short=sp.sqrt((1 - ab) / ab), scale_short=sp.sqrt(ab),
+        sigma_short=_vp_from_alpha_bar(ab)[0], scale_short=_vp_from_alpha_bar(ab)[1],
         aux={ab: alpha_bar},
         aux_display={ab: sp.Eq(ab, sp.Product(1 - chain.schedule, (j, 1, N_steps * t)))},
         defaults={beta_1: K.DDPM_BETA_1, beta_N: K.DDPM_BETA_T, N_steps: K.DDPM_T},
@@ -559,7 +565,7 @@ def _iddpm(parameterization="cosine"):
         )
         return Process(
             name="iddpm", title="iDDPM (cosine)", cite="nichol2021improved", parameterization="cosine",
-            sigma_short=sp.sqrt((1 - ab) / ab), scale_short=sp.sqrt(ab), aux={ab: alpha_bar},
+            sigma_short=_vp_from_alpha_bar(ab)[0], scale_short=_vp_from_alpha_bar(ab)[1], aux={ab: alpha_bar},
             defaults={C_1: K.IDDPM_C1, C_2: K.IDDPM_C2, M_train: K.IDDPM_M},
             chain=chain, sigma_inv=inv, t_range=(1e-3, 0.995),
             notes=(r"$\bar\alpha(t) = \cos^2\!\big(\tfrac{\pi}{2}\tfrac{t+s}{1+s}\big)/\cos^2\!\big(\tfrac{\pi}{2}\tfrac{s}{1+s}\big)$ "
