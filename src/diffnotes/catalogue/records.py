@@ -33,6 +33,8 @@ METRICS = {
     "fid_cond": ("FID (cond.)", ""),
     "nll_bpd": ("NLL", "bits/dim"),
     "inception": ("IS", ""),
+    "compression_ratio": ("compression ratio", "×"),  # the setting names model and data set
+    "test_error": ("test error", "%"),
 }
 
 # How a number was confirmed while the catalogue was written (see papers.yaml's header).

@@ -87,7 +87,7 @@ def render_numbers(items: list[Paper] | None = None) -> str:
     """Every headline number with its setting, its source in the paper and how it was checked."""
     items = items if items is not None else papers()
     lines = [
-        "| Paper | Metric (CIFAR-10) | Value | Setting | Source | Checked |",
+        "| Paper | Metric (CIFAR-10 unless the setting says otherwise) | Value | Setting | Source | Checked |",
         "|---|---|---|---|---|---|",
     ]
     for p in sorted(items, key=lambda p: (p.year, p.key)):
