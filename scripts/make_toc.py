@@ -14,7 +14,7 @@ themes = [
  ("SDE view and EDM","sde-edm",["song2021score","karras2022elucidating"]),
  ("Conditioning and inverse problems","conditioning",[]),
  ("Efficiency","efficiency",[]),
- ("Related ideas","related",["kingma2014auto"]),
+ ("Related ideas","related",["kingma2014auto","havasi2019minimal","harsha2007communication"]),
 ]
 out = ["# Table of contents: papers grouped by theme; each lab notebook sits under its chapter.",
 "format: jb-book","root: book/intro","parts:",
