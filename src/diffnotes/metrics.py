@@ -480,9 +480,11 @@ def bits_per_dim_from_nll(nll, num_dims: int, bin_width: float | None = None):
     ``-log2(bin_width)`` is added: for 8-bit images scaled to [-1, 1], bin_width = 2/256 adds 7
     bits (8 for [0, 1]), the same offset as the Score SDE code release (``likelihood.py``).
     """
+    from .chain import to_bits_per_dim  # the one nats -> bits/dim conversion
+
     if num_dims < 1:
         raise ValueError(f"num_dims must be >= 1, got {num_dims}")
-    bpd = torch.as_tensor(nll, dtype=torch.float64) / (num_dims * math.log(2))
+    bpd = to_bits_per_dim(torch.as_tensor(nll, dtype=torch.float64), num_dims)
     if bin_width is not None:
         if bin_width <= 0:
             raise ValueError(f"bin_width must be positive, got {bin_width}")
