@@ -346,7 +346,7 @@ def sample_ddim(denoiser, x, sigmas, *, eta: float = 0.0, generator=None, callba
         denoised = _call(denoiser, x, sigma)
         _report(callback, x=x, i=i, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
         eps_hat = denoiser_to_eps(denoised, x, sigma)
-        c = eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
+        c = eta * math.sqrt(max(posterior_variance(sigma, sigma_next), 0.0))
         if c > sigma_next:  # eta > 1 can ask for more noise than the target level holds
             raise ValueError(f"eta={eta} gives a noise scale {c:.4g} above sigma_next={sigma_next:.4g}; use eta <= 1")
         x = denoised + math.sqrt(sigma_next**2 - c**2) * eps_hat
@@ -358,6 +358,19 @@ def sample_ddim(denoiser, x, sigmas, *, eta: float = 0.0, generator=None, callba
 # --------------------------------------------------------------------------------------------
 # Stochastic samplers
 # --------------------------------------------------------------------------------------------
+def _em_step(x, score, sigma, sigma_next, generator):
+    """One Euler-Maruyama step of the reverse VE SDE in sigma-time, sigma -> sigma_next
+    (see :func:`sample_euler_maruyama`)."""
+    delta = sigma - sigma_next
+    return x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
+
+
+def posterior_variance(sigma: float, sigma_next: float) -> float:
+    """Variance (VE units) of q(x_next | x, x0) for the chain x_next -> x that adds noise
+    sqrt(sigma^2 - sigma_next^2): DDPM's beta_tilde step and DDIM's eta = 1 noise."""
+    return sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
+
+
 def sample_euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None, progress=False):
     """Euler-Maruyama on the reverse SDE of the VE form in sigma-time (Song et al. 2021, eq. 6).
 
@@ -376,9 +389,8 @@ def sample_euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None,
         if sigma_next == 0:
             x = denoised
             break
-        delta = sigma - sigma_next
         score = denoiser_to_score(denoised, x, sigma)
-        x = x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
+        x = _em_step(x, score, sigma, sigma_next, generator)
     return x
 
 
@@ -414,8 +426,7 @@ def sample_predictor_corrector(denoiser, x, sigmas, *, predictor: str = "reverse
             var = sigma**2 - sigma_next**2
             x = x + var * score + math.sqrt(var) * _randn(x, generator)
         else:
-            delta = sigma - sigma_next
-            x = x + 2 * sigma * delta * score + math.sqrt(2 * sigma * delta) * _randn(x, generator)
+            x = _em_step(x, score, sigma, sigma_next, generator)
         if corrector == "langevin":
             for _ in range(n_corrector):  # Alg. 2 lines 6-8, step size from Alg. 4
                 z = _randn(x, generator)
@@ -453,7 +464,7 @@ def sample_ancestral(denoiser, x, sigmas, *, variance: str = "posterior", genera
         x = denoised + ratio * (x - denoised)  # posterior mean
         if sigma_next > 0:
             if variance == "posterior":
-                var = ratio * (sigma**2 - sigma_next**2)
+                var = posterior_variance(sigma, sigma_next)
             else:
                 var = (1 + sigma_next**2) * (sigma**2 - sigma_next**2) / (1 + sigma**2)
             x = x + math.sqrt(var) * _randn(x, generator)
