@@ -14,7 +14,9 @@
 * a non-finite loss stops training with a message naming the step, and the last good checkpoint
   stays untouched;
 * bf16 autocast on CUDA, optional ``torch.compile``, a tqdm progress bar that is quiet when
-  stderr is not a terminal;
+  stderr is not a terminal; on CUDA also fused AdamW and pinned-memory batches, and under the
+  ``gpu`` profile channels-last activations, TF32 and ``$DIFFNOTES_COMPILE`` (``diffnotes.device``;
+  every one of them is off on the CPU);
 * ``DIFFNOTES_TRAIN_STEPS`` (when set) caps the number of steps of every run, e.g. ``0`` to
   check that a notebook's final checks fail on an untrained model (see ``steps_cap``);
 * data parallelism under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA): every rank draws the
@@ -45,6 +47,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .device import COMPILE_MODES, Accel, accel, to_device
 from .batches import Batches, shard
 from .checkpoints import (CKPT_FORMAT, CKPT_NAME, CheckpointError, check_plain, load_checkpoint,
                           save_checkpoint)
@@ -134,8 +137,10 @@ def _validate(steps, lr, batch_size, ema_decay, ema_halflife, warmup, grad_clip,
 @torch.no_grad()
 def update_ema(model_ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``ema <- decay * ema + (1 - decay) * weights``; buffers are copied."""
-    for p_ema, p in zip(model_ema.parameters(), model.parameters()):
-        p_ema.lerp_(p.detach(), 1 - decay)
+    # One fused call over all tensors (one kernel launch per chunk on CUDA instead of one per
+    # parameter); the same ``lerp`` per element as a loop would compute.
+    torch._foreach_lerp_(list(model_ema.parameters()), [p.detach() for p in model.parameters()],
+                         1 - decay)
     for b_ema, b in zip(model_ema.buffers(), model.buffers()):
         b_ema.copy_(b)
 
@@ -158,6 +163,7 @@ class _Run:
     rank: int
     world: int
     created_group: bool
+    fast: Accel = field(default_factory=lambda: Accel(torch.device("cpu")))  # all fast paths off
     loop_config: dict = field(default_factory=dict)
     user_config: dict = field(default_factory=dict)
     ckpt_path: Path | None = None
@@ -172,17 +178,22 @@ def _start(model, data, device, batch_size, seed, optimizer_kwargs) -> _Run:
     rank, world, created = distributed.init(device)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+    fast = accel(device)
     model.to(device)
+    if fast.channels_last:  # NHWC weights and activations: cuDNN's fast convolution layout
+        model.to(memory_format=torch.channels_last)
     model.train()
+    if fast.tf32:  # float32 matmuls outside autocast (the loss, the EMA) on the tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model_ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), **optimizer_kwargs)
+    optimizer = torch.optim.AdamW(model.parameters(), fused=fast.fused_adamw or None, **optimizer_kwargs)
     generator = torch.Generator().manual_seed(seed)
     # Loss noise and dropout use torch's global stream, each rank its own. It must not start from
     # the data generator's seed: a loss drawing randn would then repeat the data's own randn
     # draws (the noise would equal the data's latent), which made DSM "beat" its floor.
     torch.manual_seed(seed + NOISE_SEED_OFFSET + rank)
     batches = Batches(data, batch_size, generator)
-    return _Run(model, model_ema, optimizer, generator, batches, device, rank, world, created)
+    return _Run(model, model_ema, optimizer, generator, batches, device, rank, world, created, fast)
 
 
 def _resume(run: _Run, steps: int, cap: int | None) -> None:
@@ -227,9 +238,8 @@ def _step(run: _Run, train_model, loss_fn, step: int, opts: dict) -> torch.Tenso
     for group in run.optimizer.param_groups:  # linear warm-up (DDPM used 5000 steps)
         group["lr"] = opts["lr"] * min(1.0, (step + 1) / warmup) if warmup else opts["lr"]
     x0, labels = shard(*run.batches.next(), run.rank, run.world, run.batches.batch_size)
-    dtype = opts["param_dtype"] if x0.is_floating_point() else None
-    x0 = x0.to(run.device, dtype=dtype, non_blocking=True)
-    labels = None if labels is None else labels.to(run.device, non_blocking=True)
+    x0 = to_device(x0, run.fast, opts["param_dtype"] if x0.is_floating_point() else None)
+    labels = None if labels is None else to_device(labels, run.fast)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=opts["amp"] and run.device.type == "cuda"):
         loss = loss_fn(train_model, x0, labels).float().mean()
     run.optimizer.zero_grad(set_to_none=True)
@@ -279,6 +289,14 @@ class LossLog:
         return f"the last good checkpoint (step {self.run.last_good}) is kept at {self.run.ckpt_path}"
 
 
+def compiled(train_model: nn.Module, compile, fast: Accel) -> nn.Module:
+    """``train_model`` under ``torch.compile``: ``compile`` True or a mode, else the profile's mode."""
+    if isinstance(compile, str) and compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be True, False or one of {', '.join(COMPILE_MODES)}; got {compile!r}")
+    mode = compile if isinstance(compile, str) else ("default" if compile else fast.compile_mode)
+    return train_model if mode is None else torch.compile(train_model, mode=mode)
+
+
 def progress_bar(steps: int, start: int, progress: bool | None, rank: int):
     """A text tqdm bar on rank 0; ``progress=None`` shows it only when stderr is a terminal."""
     from tqdm.std import tqdm  # text bar; the widget would need ipywidgets and scripts from a CDN
@@ -313,7 +331,7 @@ def fit(
     resume: bool = True,
     device=None,
     amp: bool = True,
-    compile: bool = False,
+    compile: bool | str = False,
     progress: bool | None = None,
     log_every: int = 10,
     config: dict | None = None,
@@ -327,6 +345,8 @@ def fit(
     so that short runs get a useful average. ``warmup`` ramps the learning rate linearly over that
     many steps. ``config`` (plain types) is stored in the checkpoint next to the loop's own
     settings, for rebuilding the model. ``progress=None`` shows a bar only when stderr is a terminal.
+    ``compile`` is False, True or a ``torch.compile`` mode (``"max-autotune"`` adds CUDA graphs);
+    False leaves the choice to ``$DIFFNOTES_COMPILE`` under the ``gpu`` profile on CUDA.
     """
     _validate(steps, lr, batch_size, ema_decay, ema_halflife, warmup, grad_clip, weight_decay, log_every, ckpt_every)
     check_plain(dict(config or {}))
@@ -343,7 +363,7 @@ def fit(
     if run.ckpt_path is not None and resume and run.ckpt_path.exists():
         _resume(run, steps, cap)
     train_model = distributed.wrap(model, run.device, run.world)
-    train_model = torch.compile(train_model) if compile else train_model
+    train_model = compiled(train_model, compile, run.fast)
     opts = dict(lr=lr, warmup=warmup, amp=amp, grad_clip=grad_clip, ema_decay=ema_decay, ema_warmup=ema_warmup,
                 param_dtype=next(model.parameters()).dtype)
     bar = progress_bar(steps, run.start, progress, run.rank)
