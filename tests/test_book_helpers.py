@@ -40,3 +40,12 @@ def test_show_proof_verifies_and_displays(monkeypatch):
     heading, statement = shown
     assert "symbolic check: verified" in heading.data
     assert statement.data.strip()
+
+
+def test_notes_corrections_table():
+    from diffnotes.book import notes_corrections
+
+    table = notes_corrections("nichol2021improved").data
+    assert table.startswith("| field | the notes said | correction |")
+    assert "2.94" in table  # the notes' FID column held iDDPM's bits/dim
+    assert "no correction" in notes_corrections("hyvarinen2005estimation").data

@@ -58,3 +58,18 @@ def paper_numbers(key: str):
         label, unit = catalogue.METRICS[metric]
         rows.append([label, f"{r.text} {unit}", r.setting, r.source])
     return Markdown(table(["metric", "value", "setting", "source"], rows).rstrip("\n"))
+
+
+def notes_corrections(key: str, fields=None):
+    """What the notes said about the paper and the catalogue's correction, as a Markdown table
+    (``fields`` keeps only those catalogue fields, e.g. ``("fid_uncond",)``)."""
+    from IPython.display import Markdown
+
+    from . import catalogue
+
+    said = [c for c in catalogue.get(key).notes_said if fields is None or c.field in fields]
+    if not said:
+        return Markdown("The paper catalogue records no correction to the notes for this paper.")
+    rows = ["| field | the notes said | correction |", "|---|---|---|"]
+    rows += [f"| {catalogue.FIELD_LABELS[c.field]} | {c.said} | {c.correction} |" for c in said]
+    return Markdown("\n".join(rows))
