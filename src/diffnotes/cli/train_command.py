@@ -3,11 +3,16 @@
 Writes ``<out>/ckpt.pt`` (weights, EMA, optimizer, RNG, and the config that rebuilds the model)
 and ``<out>/config.json``; running it again on the same folder resumes. The run profile
 (``--profile`` or ``$DIFFNOTES_PROFILE``) picks the budget from :mod:`diffnotes.presets`.
+
+Several processes: ``torchrun --nproc_per_node=N -m diffnotes train ...`` trains with
+DistributedDataParallel (``diffnotes.distributed``): ``--batch-size`` stays the global batch,
+split over the N ranks; rank 0 alone writes ``config.json``, the checkpoint and the summary line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..presets import DATASETS, TOY_DATA
@@ -71,16 +76,21 @@ def cmd_train(args) -> int:
     sigma_data = sigma_data_of(data)
     config = {"method": args.method, "data": args.data, "profile": profile.name, "sigma_data": sigma_data,
               **model_config(args.method, args.data, profile, sigma_data)}
-    _refuse_other_run(out, config)
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun; 0 for a single process
+    if rank == 0:  # the other ranks would read a config.json that rank 0 is writing
+        _refuse_other_run(out, config)
     loss_fn = LOSSES[args.method](**config["precond"]["kwargs"])
     torch.manual_seed(args.seed)  # the initial weights
     model = build_model(config)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     steps = budget.pop("steps")
     result = fit(model, loss_fn, data, steps, seed=args.seed, ckpt_dir=out,
                  ckpt_every=max(1, min(1000, steps // 4)), device=args.device, config=config,
                  log_every=10, **budget)
+    if rank != 0:
+        return 0
     tail = result.losses[-min(50, len(result.losses)):] or [float("nan")]
     print(f"trained {args.method} on {args.data} ({profile.name}): step {result.step}, "
           f"loss {sum(tail) / len(tail):.4g} (mean of last {len(tail)}), "
