@@ -186,3 +186,13 @@ def test_bad_input_raises_one_clear_line():
         SlicedSMLoss(projection="uniform")
     with pytest.raises(ValueError, match="score"):
         esm_loss(lambda x: x[:, :1], torch.randn(3, 2))
+
+
+def test_time_per_step_counts_wall_or_cpu_time():
+    from diffnotes.methods.score_matching import DSMLoss, score_mlp, time_per_step
+
+    net, x = score_mlp(4, hidden=16), torch.randn(32, 4)
+    for clock in ("wall", "cpu"):
+        assert time_per_step(net, DSMLoss(0.1, seed=0), x, repeats=3, clock=clock) > 0
+    with pytest.raises(ValueError, match="valid: wall, cpu"):
+        time_per_step(net, DSMLoss(0.1, seed=0), x, clock="gpu")
