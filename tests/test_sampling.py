@@ -32,7 +32,7 @@ def noise(n, sigma_max, seed=0):
 def test_exports():
     assert set(SCHEDULES) == {"karras", "loglinear", "uniform", "vp"}
     assert {"euler", "heun", "edm_stochastic", "dpmpp_2m", "dpmpp_3m", "ddim", "euler_maruyama",
-            "predictor_corrector", "ancestral", "annealed_langevin", "unipc"} == set(SOLVERS)
+            "predictor_corrector", "ancestral", "annealed_langevin", "unipc", "deis"} == set(SOLVERS)
 
 
 @pytest.mark.parametrize("kind", ["karras", "loglinear", "uniform"])

@@ -48,6 +48,7 @@ __all__ = [
     "sample_dpmpp_2m",
     "sample_dpmpp_3m",
     "sample_unipc",
+    "sample_deis",
     "warped_sigmas",
     "optimize_sigmas",
     "sample_euler_maruyama",
@@ -696,4 +697,70 @@ def sample_unipc(denoiser, x, sigmas, *, order: int = 3, variant: str = "bh2", c
 
 
 _SOLVER_FUNCTIONS["unipc"] = sample_unipc  # registered here, after its definition
+SOLVERS = tuple(_SOLVER_FUNCTIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# DEIS (Zhang & Chen 2023): the multistep exponential integrator "tAB" in eps and sigma
+# --------------------------------------------------------------------------------------------
+def _deis_weights(h: float, nodes: list[float]) -> list[float]:
+    """w_j = int_0^{-h} l_j(v) e^v dv for the Lagrange basis l_j through the ``nodes`` v_j.
+
+    v = log(rho / sigma_i) measures the noise level rho from the current one, so the step to
+    sigma_{i+1} = sigma_i e^{-h} runs from v = 0 to v = -h and the nodes are v_0 = 0 (now) and
+    the earlier levels (v_j > 0). With P_k(v) = sum_m (-1)^(k-m) k!/m! v^m, an antiderivative of
+    v^k e^v is e^v P_k(v), so int_0^{-h} v^k e^v dv = e^{-h} P_k(-h) - (-1)^k k!.
+    """
+    def moment(k: int) -> float:
+        if k == 0:
+            return math.expm1(-h)
+        p = sum((-1) ** (k - m) * math.factorial(k) / math.factorial(m) * (-h) ** m for m in range(k + 1))
+        return math.exp(-h) * p - (-1) ** k * math.factorial(k)
+
+    weights = []
+    for j, v_j in enumerate(nodes):
+        poly = [1.0]  # coefficients of l_j, lowest power first
+        for v_m in nodes[:j] + nodes[j + 1:]:
+            shifted = [0.0] + poly  # v * poly
+            poly = [(a - v_m * b) / (v_j - v_m) for a, b in zip(shifted, poly + [0.0])]
+        weights.append(sum(c * moment(k) for k, c in enumerate(poly)))
+    return weights
+
+
+def sample_deis(denoiser, x, sigmas, *, order: int = 3, callback=None, progress=False):
+    """DEIS's multistep exponential integrator "tAB" (Zhang & Chen 2023, eq. 15), orders 1-3.
+
+    With s = 1 the PF-ODE is dx/dsigma = eps(x; sigma) = (x - D) / sigma, so the step is
+    x_{i+1} = x_i + int_{sigma_i}^{sigma_{i+1}} eps drho exactly. DEIS replaces eps by the
+    polynomial in log rho through the last ``order`` outputs (Lagrange form) and integrates it
+    exactly: x_{i+1} = x_i + sigma_i sum_j w_j eps_j (see :func:`_deis_weights`). Order 1 is
+    Euler (= DDIM). As diffusers' ``DEISMultistepScheduler`` (``algorithm_type="deis"``, its
+    default ``lower_order_final=True``): the order warms up over the first steps; with fewer
+    than 15 steps the second-to-last step is at most second order and the last one first
+    order. The last step, into sigma = 0, returns D (diffusers stops at sigma_0 of its
+    training table instead, with the same first-order rule).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"DEIS needs order 1, 2 or 3, got {order!r}")
+    s = _check(x, sigmas)
+    n = len(s) - 1
+    history: list[tuple[float, torch.Tensor]] = []  # (log sigma_j, eps_j), newest last
+    for i in _steps(n, progress):
+        denoised = _call(denoiser, x, s[i])
+        _report(callback, x=x, i=i, sigma=s[i], sigma_next=s[i + 1], denoised=denoised)
+        if s[i + 1] == 0:  # the first-order step into sigma = 0 returns D
+            x = denoised
+            break
+        history = (history + [(math.log(s[i]), to_d(x, s[i], denoised))])[-order:]
+        order_now = min(order, len(history))  # warm-up
+        if n < 15 and i == n - 2:  # diffusers' lower_order_final
+            order_now = min(order_now, 2)
+        used = history[-order_now:][::-1]  # current first
+        h = math.log(s[i]) - math.log(s[i + 1])
+        weights = _deis_weights(h, [log_j - used[0][0] for log_j, _ in used])
+        x = x + s[i] * sum(w * eps for w, (_, eps) in zip(weights, used))
+    return x
+
+
+_SOLVER_FUNCTIONS["deis"] = sample_deis
 SOLVERS = tuple(_SOLVER_FUNCTIONS)
