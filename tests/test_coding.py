@@ -212,3 +212,15 @@ def test_coding_proofs_fail_when_their_statement_is_false():
     assert C.pfr_length_check().ok
     assert not C.pfr_length_check(jensen_sign=-1).ok  # the length bound is concave, not convex
     assert not C.pfr_length_check(slack=2).ok  # the steps give +4, not +2
+
+
+def test_pfr_stops_at_2_to_the_kl_plus_t_when_the_certificate_is_out_of_reach():
+    # a diffusion-like step: q barely narrower than p, means far apart in units of the gap
+    mu_p = torch.zeros(4, dtype=torch.float64)
+    mu_q = torch.full((4,), 0.15, dtype=torch.float64)
+    sq, sp = 0.1 * math.sqrt(0.9), 0.1
+    assert coding.gaussian_log_ratio_max(mu_q, torch.full((4,), sq, dtype=torch.float64),
+                                         mu_p, torch.full((4,), sp, dtype=torch.float64)) > 22 * math.log(2)
+    coded = coding.simulate_gaussian(mu_q, sq, mu_p, sp, 0, method="pfr", extra_bits=2.0)
+    assert not coded.exact
+    assert coded.searched <= 2 ** math.ceil(coded.kl_bits + 2.0)

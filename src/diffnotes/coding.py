@@ -14,8 +14,11 @@ long its code is:
     of a unit-rate Poisson process; Z_K is an *exact* sample of q, and E log2 K <= KL + O(log KL).
     The index is sent with an Elias delta code (a prefix code of length
     log2 K + 2 log2(log2 K + 1) + 1 at most). The search stops as soon as no later candidate can
-    win, which needs a bound on w; when q is wider than p in some direction w has no bound and
-    the search stops after 2^(KL + t) candidates (approximate, as in MRC).
+    win, which needs a bound on w and about sup w candidates; when q is as wide as p in some
+    direction w has no bound, and when the bound is far above the KL (a diffusion step, whose
+    posterior is barely narrower than the model's Gaussian) waiting for it is unaffordable:
+    then the search stops after 2^(KL + t) candidates and the sample is approximate, as in MRC
+    (``ChannelSample.exact`` says which).
 ``prior``
     ignores q and sends a candidate drawn from p: a coder that does not work, kept as the control
     that the notebooks' checks must reject.
@@ -312,9 +315,11 @@ def _code_block(method, seed, block, mq, sq, mp, sp, extra_bits, max_log2, log2_
     sender = _generator(seed, _STREAM_SENDER, block)
     if method == "pfr":
         log_w_max = gaussian_log_ratio_max(mq, sq, mp, sp)
-        if math.isfinite(log_w_max):
+        # the certificate needs about sup w candidates: affordable, search for it; otherwise
+        # (no bound, or one far above the KL as in a diffusion step) stop at 2^(KL + t)
+        if log_w_max / LN2 + extra_bits <= max_log2:
             n_max = 1 << max_log2
-        else:  # no certificate possible: search 2^(KL + t), as MRC does
+        else:
             n_max = 1 << _mrc_log2_n(kl, extra_bits, max_log2, None)
         index, searched, exact = pfr_select(
             _log_w_stream(seed, block, n_max, mq, sq, mp, sp), sender, log_w_max)
