@@ -21,15 +21,17 @@ from .args import UserError, device, int_at_least, positive_float
 METHODS = ("edm", "vp", "ve")
 
 
-def load_data(name: str, root: str | None):
-    """Training data as a tensor or a ``batch(n, generator)`` callable; one clear error if missing."""
+def load_data(name: str, root: str | None, size: int | None = 8):
+    """Training data as a tensor or a ``batch(n, generator)`` callable; one clear error if missing.
+
+    ``size`` is the digits' side (8, or 32 upsampled: ``presets.image_size``)."""
     from .. import data
 
     if name in TOY_DATA:
         sampler = data.get_toy(TOY_DATA[name])
         return lambda n, generator: sampler(n, generator=generator)
     if name == "digits":
-        return data.load_digits("train")[0]
+        return data.load_digits("train", size=size or 8)[0]
     if root is None:
         raise UserError(f"--data {name} needs --data-root, the folder holding the {name} files")
     if not Path(root).is_dir():
@@ -63,14 +65,14 @@ def cmd_train(args) -> int:
     import torch
 
     from ..methods.edm import LOSSES
-    from ..presets import build_model, model_config, train_budget
+    from ..presets import build_model, image_size, model_config, train_budget
     from ..profiles import get_profile
     from ..train import fit, steps_cap
 
     steps_cap()  # a bad $DIFFNOTES_TRAIN_STEPS fails here, before anything is written
     profile = get_profile(args.profile)
     out = Path(args.out)
-    data = load_data(args.data, args.data_root)
+    data = load_data(args.data, args.data_root, image_size(args.data, profile))
     budget = train_budget(profile, args.data)
     budget.update({k: getattr(args, k) for k in ("steps", "batch_size", "lr") if getattr(args, k) is not None})
     sigma_data = sigma_data_of(data)

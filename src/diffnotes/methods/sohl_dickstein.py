@@ -99,12 +99,16 @@ class BoundLoss:
 
 
 @torch.no_grad()
-def sample(model: ReverseKernel, shape, *, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
-    """x_T ~ N(0, I), then x_{t-1} ~ p_theta(x_{t-1} | x_t) for t = T..1 (the last draw is x_0)."""
-    x = torch.randn(shape, generator=generator, dtype=dtype)
+def sample(model: ReverseKernel, shape, *, generator: torch.Generator | None = None, dtype=torch.float32,
+           device=None) -> torch.Tensor:
+    """x_T ~ N(0, I), then x_{t-1} ~ p_theta(x_{t-1} | x_t) for t = T..1 (the last draw is x_0).
+
+    The noise is drawn on the CPU (with ``generator``) and moved to ``device``, so a seed gives the
+    same samples on any device."""
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
     for t in range(model.schedule.T, 0, -1):
-        mean, log_var = model(x, torch.full((shape[0],), t, dtype=torch.long))
-        x = mean + (0.5 * log_var).exp() * torch.randn(shape, generator=generator, dtype=dtype)
+        mean, log_var = model(x, torch.full((shape[0],), t, dtype=torch.long, device=x.device))
+        x = mean + (0.5 * log_var).exp() * torch.randn(shape, generator=generator, dtype=dtype).to(x.device)
     return x
 
 
