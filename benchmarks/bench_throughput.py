@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_throughput.py`` on a CUDA machine (``benchmarks/gpu_check.sh``
 calls it), or ``python benchmarks/bench_throughput.py --device cpu --batch 4 --steps 3
 --configs none/nchw/fp32`` as a CPU smoke test (``tests/test_bench_throughput.py``). Writes
-``benchmarks/gpu_results.json`` (``--out``).
+``benchmarks/gpu_results.json`` (``--out``) and the same run as a Markdown table next to it
+(``gpu_results.md``).
 
 Both networks are built with DDPM's CIFAR-10 configuration (Ho et al. 2020, App. B): widths
 128/256/256/256, 2 residual blocks per resolution, one attention head at 16x16, additive time
@@ -206,6 +207,25 @@ def best(rows, side, compiled_bf16_only):
     return max(pool, key=lambda r: r["img_s"])
 
 
+def markdown(result: dict) -> str:
+    """The run as a Markdown table (written next to the JSON, for ``benchmarks/RESULTS.md``)."""
+    lines = [f"Training throughput, DDPM CIFAR-10 U-Net, batch {result['batch']} at 32x32, "
+             f"{result['gpu']}, torch {result['torch']}, {result['date']}; median of "
+             f"{result['steps_timed']} timed steps after {result['warmup_steps']} warm-up steps.", "",
+             "| config (compile/layout/dtype) | ours img/s | diffusers img/s | ratio |", "|---|---:|---:|---:|"]
+    by = {(r["side"], r["config"]): r["img_s"] for r in result["rows"]}
+    for config in dict.fromkeys(r["config"] for r in result["rows"]):
+        ours, theirs = by[("ours", config)], by[("diffusers", config)]
+        lines.append(f"| {config} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+    lines += ["", f"Headline ({result['headline']}): ours {result['ours_img_s']:.1f} img/s "
+              f"({result['ours_best_config']}), diffusers {result['diffusers_img_s']:.1f} img/s "
+              f"({result['diffusers_best_config']}), ratio {result['throughput_ratio_vs_diffusers']:.2f}; "
+              f"{result['flops_per_image']['ours'] / 1e9:.1f} GFLOP per image (forward + backward), "
+              f"{result['ours_tflop_s']:.1f} TFLOP/s of a measured {result['matmul_tflop_s']:.1f} "
+              f"({result['matmul_dtype']} matmul): MFU {result['mfu']:.1%}.", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu for the smoke test")
@@ -262,6 +282,7 @@ def main(argv=None) -> int:
         rows=rows,
     )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).with_suffix(".md").write_text(markdown(result))
     print(f"ours {ours['img_s']:.1f} img/s ({ours['config']}), diffusers {theirs['img_s']:.1f} img/s "
           f"({theirs['config']}): ratio {result['throughput_ratio_vs_diffusers']:.2f}; "
           f"{achieved:.1f} TFLOP/s of a measured {peak:.1f} ({headline_dtype} matmul): MFU {result['mfu']:.1%}; "

@@ -45,3 +45,5 @@ def test_cpu_smoke_run_writes_every_key(tmp_path):
     flops = result["flops_per_image"]
     assert math.isclose(flops["ours"], flops["diffusers"], rel_tol=0.01)
     assert {r["side"] for r in result["rows"]} == {"ours", "diffusers"}
+    table = out.with_suffix(".md").read_text()
+    assert "| none/nchw/fp32 |" in table and "MFU" in table

@@ -26,6 +26,7 @@ from diffnotes.profiles import get_profile
 from diffnotes.train import fit
 
 ON_CPU = os.environ.get("DIFFNOTES_GPU_TESTS_ON_CPU") == "1"  # see conftest.py
+pytestmark = pytest.mark.gpu  # conftest.py adds it too, with the skip where CUDA is missing
 STEPS = 60
 SIZE = 8 if ON_CPU else 32  # the CPU check of the suite's code runs at the digits' own size
 BATCH = 16 if ON_CPU else 256
