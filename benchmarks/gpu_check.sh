@@ -27,6 +27,7 @@ DIFFNOTES_PROFILE=gpu timeout "$SUITE_LIMIT" "$PY" -m pytest -q -m gpu -rs -p no
 echo "gpu_check: suite done after $((SECONDS - start))s" | tee -a "$LOG"
 
 echo "gpu_check: 2/2 benchmarks/bench_throughput.py (limit ${BENCH_LIMIT}s)" | tee -a "$LOG"
+# BENCH_CONFIGS overrides the configs (mode/layout/dtype, comma-separated), e.g. to add max-autotune.
 timeout "$BENCH_LIMIT" "$PY" benchmarks/bench_throughput.py --device cuda --batch 128 --steps 30 \
-    --out benchmarks/gpu_results.json 2>&1 | tee -a "$LOG"
+    ${BENCH_CONFIGS:+--configs "$BENCH_CONFIGS"} --out benchmarks/gpu_results.json 2>&1 | tee -a "$LOG"
 echo "gpu_check: done in $((SECONDS - start))s; results in benchmarks/gpu_results.json" | tee -a "$LOG"

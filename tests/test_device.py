@@ -93,7 +93,8 @@ def test_the_gpu_profile_trains_bit_for_bit_like_quick_on_the_cpu(monkeypatch):
         monkeypatch.setenv("DIFFNOTES_PROFILE", profile)
         monkeypatch.setenv(dev.COMPILE_ENV, "max-autotune")  # ignored on the CPU
         torch.manual_seed(0)
-        result = fit(nn.Linear(2, 2), loss_fn, x, 20, batch_size=8, device="cpu", progress=False)
+        result = fit(nn.Linear(2, 2), loss_fn, x, 20, batch_size=8, device="cpu", progress=False,
+                     profile=profile)
         runs[profile] = (result.losses, result.model.weight.detach().clone())
     assert runs["quick"][0] == runs["gpu"][0]
     assert torch.equal(runs["quick"][1], runs["gpu"][1])

@@ -172,13 +172,13 @@ class _Run:
     last_good: int | None = None
 
 
-def _start(model, data, device, batch_size, seed, optimizer_kwargs) -> _Run:
+def _start(model, data, device, batch_size, seed, optimizer_kwargs, profile=None) -> _Run:
     """Device and process group, the EMA copy, AdamW, and the seeded data and noise streams."""
     device = distributed.resolve_device(device)
     rank, world, created = distributed.init(device)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
-    fast = accel(device)
+    fast = accel(device, profile)
     model.to(device)
     if fast.channels_last:  # NHWC weights and activations: cuDNN's fast convolution layout
         model.to(memory_format=torch.channels_last)
@@ -335,6 +335,7 @@ def fit(
     progress: bool | None = None,
     log_every: int = 10,
     config: dict | None = None,
+    profile: str | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, x0, class_labels).mean()`` for ``steps`` steps.
 
@@ -347,6 +348,7 @@ def fit(
     settings, for rebuilding the model. ``progress=None`` shows a bar only when stderr is a terminal.
     ``compile`` is False, True or a ``torch.compile`` mode (``"max-autotune"`` adds CUDA graphs);
     False leaves the choice to ``$DIFFNOTES_COMPILE`` under the ``gpu`` profile on CUDA.
+    ``profile`` (default ``$DIFFNOTES_PROFILE``) selects the fast paths (``diffnotes.device.accel``).
     """
     _validate(steps, lr, batch_size, ema_decay, ema_halflife, warmup, grad_clip, weight_decay, log_every, ckpt_every)
     check_plain(dict(config or {}))
@@ -354,7 +356,8 @@ def fit(
     steps = steps if cap is None else min(steps, cap)
     if ema_halflife is not None:
         ema_decay = 0.5 ** (1.0 / ema_halflife)
-    run = _start(model, data, device, batch_size, seed, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+    run = _start(model, data, device, batch_size, seed, dict(lr=lr, betas=betas, weight_decay=weight_decay),
+                 profile)
     run.user_config = dict(config or {})
     run.loop_config = dict(lr=lr, batch_size=batch_size, ema_decay=ema_decay, ema_warmup=ema_warmup, warmup=warmup,
                            grad_clip=grad_clip, weight_decay=weight_decay, betas=list(betas), seed=seed,

@@ -90,7 +90,7 @@ def cmd_train(args) -> int:
     steps = budget.pop("steps")
     result = fit(model, loss_fn, data, steps, seed=args.seed, ckpt_dir=out,
                  ckpt_every=max(1, min(1000, steps // 4)), device=args.device, config=config,
-                 log_every=10, **budget)
+                 log_every=10, profile=profile.name, **budget)
     if rank != 0:
         return 0
     tail = result.losses[-min(50, len(result.losses)):] or [float("nan")]
