@@ -201,3 +201,25 @@ def test_upsampled_digits_keep_their_range():
     assert x.shape[1:] == (1, 32, 32) and -1 <= float(x.min()) and float(x.max()) <= 1
     small = load_digits("train")[0]
     assert x.shape[0] == small.shape[0]  # the same images, one each
+
+
+def test_a_training_step_does_not_wait_for_the_gpu(device):
+    """No host synchronisation inside ``train._step`` (losses leave the device every log_every)."""
+    if device.type != "cuda":
+        pytest.skip("host synchronisation is a CUDA notion (torch.cuda.set_sync_debug_mode)")
+    from diffnotes.train import _start, _step
+
+    model = EDMPrecond(unet(), sigma_data=0.5)
+    run = _start(model, digits(), device, BATCH, 0, dict(lr=1e-3), "gpu")
+    opts = dict(lr=1e-3, warmup=10, amp=True, grad_clip=1.0, ema_decay=0.999, ema_warmup=True,
+                param_dtype=torch.float32)
+    loss_fn = edm.EDMLoss(sigma_data=0.5)
+    for step in range(2):  # optimizer state and allocator caches are created here
+        _step(run, model, loss_fn, step, opts)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = [_step(run, model, loss_fn, step, opts) for step in range(2, 5)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(torch.stack(losses)).all()
