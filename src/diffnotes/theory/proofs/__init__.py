@@ -16,10 +16,11 @@ __all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check", "all_proofs
 
 
 def _load() -> list[Proof]:
-    from . import coding_proofs, derivations, processes_proofs, score_proofs  # SymPy work: on first use
+    from . import (coding_proofs, compression_proofs, derivations, processes_proofs,  # SymPy work:
+                   score_proofs)  # on first use
 
     proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS, *derivations.PROOFS,
-                           *coding_proofs.PROOFS]
+                           *coding_proofs.PROOFS, *compression_proofs.PROOFS]
     names = [p.name for p in proofs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -1,0 +1,152 @@
+"""What a code is worth to a denoiser, and what a diffusion model costs as a compressor.
+
+The derivations of the Abstreiter 2021 chapter (conditioning the denoiser on an encoding lowers
+the denoising loss by the information the encoding carries about x0 at that noise level) and of
+the Theis 2022 bridge chapter (a sender who walks the forward posterior chain sends step t at
+the cost of the bound's term L_{t-1}, so the total rate is the bound). Each check takes a
+parameter that states something false; ``tests/test_methods_representation.py`` and
+``tests/test_methods_compression.py`` make sure the check then fails.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .base import Proof, ProofResult
+
+__all__ = ["PROOFS", "conditioning_gain_check", "posterior_chain_check"]
+
+
+def _zero(expr) -> ProofResult:
+    """``expr`` is identically 0 as a rational function (``cancel``; no slow ``simplify``)."""
+    r = sp.cancel(sp.together(expr))
+    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
+
+
+def _combine(*results: ProofResult) -> ProofResult:
+    bad = [r.residual for r in results if not r.ok]
+    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
+
+
+# =============================================================================================
+# Abstreiter 2021: the denoising loss falls by what the code tells about x0 beyond x
+# =============================================================================================
+def conditioning_gain_check(gain_factor=1) -> ProofResult:
+    """Scalar Gaussians x0 ~ N(0, v), x = x0 + sigma n, z = x0 + tau m (the code, with its
+    own uncertainty tau). From the joint covariance (Schur complements): the MMSE without and
+    with z, their difference equal to E(E[x0|x,z] - E[x0|x])^2 (the orthogonality of the two
+    estimators), and the ratio of the MMSEs equal to exp(-2 I(x0; z | x)) with I computed from
+    the conditional entropies. ``gain_factor`` != 1 states a wrong gain."""
+    v, s, tau = sp.symbols("v sigma tau", positive=True)
+    # covariance of (x0, x, z)
+    cov = sp.Matrix([[v, v, v], [v, v + s**2, v], [v, v, v + tau**2]])
+
+    def cond_var(obs):
+        c_xo = cov[0, obs]
+        c_oo = cov.extract(obs, obs)
+        return sp.cancel(cov[0, 0] - (c_xo * c_oo.inv() * c_xo.T)[0, 0])
+
+    def weights(obs):  # E[x0 | obs] = w . obs
+        return cov[0, obs] * cov.extract(obs, obs).inv()
+
+    mmse_x, mmse_xz = cond_var([1]), cond_var([1, 2])
+    w_x = weights([1]).col_insert(1, sp.Matrix([[0]]))  # as a function of (x, z)
+    w_xz = weights([1, 2])
+    diff = w_xz - w_x
+    gain = sp.cancel((diff * cov.extract([1, 2], [1, 2]) * diff.T)[0, 0])  # E(E[x0|x,z]-E[x0|x])^2
+    # I(x0; z | x) = h(x0 | x) - h(x0 | x, z), Gaussian entropies 1/2 log(2 pi e var)
+    info = sp.log(2 * sp.pi * sp.E * mmse_x) / 2 - sp.log(2 * sp.pi * sp.E * mmse_xz) / 2
+    ratio = sp.expand_power_exp(sp.exp(sp.expand(-2 * info)))  # exp(-2 I)
+    return _combine(
+        _zero(mmse_x - v * s**2 / (v + s**2)),
+        _zero(1 / mmse_xz - (1 / v + 1 / s**2 + 1 / tau**2)),
+        _zero(mmse_x - mmse_xz - gain_factor * gain),
+        _zero(mmse_xz - mmse_x * ratio),
+        _zero(sp.limit(gain, s, 0)),  # a clean x leaves the code nothing to add
+        _zero(sp.limit(gain, s, sp.oo) - v**2 / (v + tau**2)),  # all that z knows
+    )
+
+
+CONDITIONING_GAIN = Proof(
+    name="conditioning_gain",
+    title="Conditioning the denoiser on a code lowers its loss by what the code adds about x0",
+    statement=(r"\mathbb{E}\lVert x_0 - \mathbb{E}[x_0\mid x]\rVert^2"
+               r" - \mathbb{E}\lVert x_0 - \mathbb{E}[x_0\mid x, z]\rVert^2"
+               r" = \mathbb{E}\lVert \mathbb{E}[x_0\mid x, z] - \mathbb{E}[x_0\mid x]\rVert^2"
+               r"\ \overset{\text{Gauss}}{=}\ \mathrm{mmse}_\sigma\,\big(1 - e^{-2 I(x_0; z\mid x)}\big)"),
+    steps=[
+        ("Write x0 - E[x0|x] = (x0 - E[x0|x,z]) + (E[x0|x,z] - E[x0|x]). The first part is "
+         "orthogonal to every function of (x, z), the second is one, so the squared norms add: "
+         "the loss without the code exceeds the loss with it by the mean square of the "
+         "correction the code brings.", None),
+        ("The best conditional denoiser is the conditional mean, so a trained encoder can lower "
+         "the loss only by making that correction large: it is trained to carry what the noisy "
+         "image x hides about x0.", None),
+        ("Gaussian case, x0 ~ N(0, v), x = x0 + sigma n, z = x0 + tau m: Schur complements give "
+         "mmse(x) = v sigma^2/(v + sigma^2) and 1/mmse(x, z) = 1/v + 1/sigma^2 + 1/tau^2; "
+         "the difference equals the mean square of the difference of the two linear estimators "
+         "(checked by SymPy from the covariance).", None),
+        ("The Gaussian conditional entropies give mmse(x, z) = mmse(x) exp(-2 I(x0; z | x)): the "
+         "relative gain is 1 - exp(-2 I), a function of the information z adds at that sigma.",
+         None),
+        ("As sigma -> 0 the gain tends to 0 (x already reveals x0: nothing for the encoder to "
+         "learn); as sigma -> infinity it tends to v^2/(v + tau^2), everything z knows about x0. "
+         "The noise level of training sets how much the code must carry.", None),
+    ],
+    check=conditioning_gain_check,
+)
+
+
+# =============================================================================================
+# Theis 2022: the sender's chain has the forward marginals, so step t costs L_{t-1}
+# =============================================================================================
+def posterior_chain_check(variance_factor=1) -> ProofResult:
+    """One step of the sender's chain: x_t ~ q(x_t | x0) = N(sqrt(abar_t) x0, 1 - abar_t), then
+    x_{t-1} ~ q(x_{t-1} | x_t, x0) (DDPM eq. 7). The result has mean sqrt(abar_{t-1}) x0 and
+    variance 1 - abar_{t-1}: the marginal q(x_{t-1} | x0). So by induction from x_T every x_t the
+    sender visits has the law the bound averages over, and the expected message of step t is
+    E_q[KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t))] = L_{t-1}. ``variance_factor`` != 1 states a
+    wrong posterior variance."""
+    ab_prev, alpha, x0 = sp.symbols("abar_prev alpha x_0", positive=True)
+    ab_t = ab_prev * alpha
+    beta = 1 - alpha
+    coef_x0 = sp.sqrt(ab_prev) * beta / (1 - ab_t)
+    coef_xt = sp.sqrt(alpha) * (1 - ab_prev) / (1 - ab_t)
+    beta_tilde = variance_factor * (1 - ab_prev) / (1 - ab_t) * beta
+    mean = coef_x0 * x0 + coef_xt * sp.sqrt(ab_t) * x0
+    var = coef_xt**2 * (1 - ab_t) + beta_tilde
+    return _combine(_zero(sp.radsimp(mean - sp.sqrt(ab_prev) * x0)),
+                    _zero(var - (1 - ab_prev)))
+
+
+COMPRESSION_RATE = Proof(
+    name="diffusion_compression_rate",
+    title="Coding the forward posterior chain costs the bound's terms: step t costs L_{t-1}",
+    statement=(r"x_T\sim q(x_T\mid x_0),\ x_{t-1}\sim q(x_{t-1}\mid x_t, x_0)\ \Rightarrow\ "
+               r"x_t\sim q(x_t\mid x_0)\ \forall t,\qquad "
+               r"\mathbb{E}[\text{bits of step } t] \approx "
+               r"\frac{\mathbb{E}_{q}\,\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\Vert\,"
+               r"p_\theta(x_{t-1}\mid x_t)\big)}{\ln 2} = \frac{L_{t-1}}{\ln 2},"
+               r"\qquad R_s = \frac{L_T + \sum_{t=s+1}^{T} L_{t-1}}{\ln 2}"),
+    steps=[
+        ("The sender knows x0 and walks the chain backwards: x_T from q(x_T | x0), then each "
+         "x_{t-1} from the posterior q(x_{t-1} | x_t, x0). The receiver knows only the model, "
+         "p(x_T) = N(0, I) and p_theta(x_{t-1} | x_t).", None),
+        ("Each step is a channel-simulation problem: send a sample of one Gaussian (the "
+         "posterior) to a receiver who holds another (the model's step). With shared randomness "
+         "that costs KL(q || p) bits plus a logarithmic overhead (the Havasi 2019 and Harsha 2007 "
+         "chapters).", None),
+        ("Composing the posterior with the marginal q(x_t | x0) gives the marginal q(x_{t-1} | x0) "
+         "(mean and variance checked by SymPy with abar_t = abar_{t-1} alpha_t), so the x_t the "
+         "sender conditions on are distributed exactly as in the bound, and the expected cost of "
+         "step t is the bound's term L_{t-1}; step T costs L_T = KL(q(x_T|x0) || N(0, I)).",
+         None),
+        ("Stopping after step s + 1 (the receiver holds x_s) costs R_s, the partial sum; at s = 1 "
+         "it is the whole bound except the decoder term L_0. The receiver's reconstruction is a "
+         "denoiser's guess of x0 from x_s: fewer steps, fewer bits, more distortion.", None),
+    ],
+    check=posterior_chain_check,
+)
+
+
+PROOFS = [CONDITIONING_GAIN, COMPRESSION_RATE]
