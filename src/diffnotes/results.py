@@ -25,8 +25,9 @@ notebook may use fewer, and the verdict is then "not judged at quick"; under ``f
 fewer seeds is an error.
 
 A notebook calls :func:`record` **after** its checks (asserts). Outside ``quick`` the record is
-written to ``notebooks/results/<key>.json``; ``quick`` runs write under ``_build/results/`` so
-that a test run never rewrites the committed numbers. ``record`` prints a digest of the claims;
+written to ``notebooks/results/<key>.json`` (``gpu`` runs: ``notebooks/results/gpu/<key>.json``, a
+separate set); ``quick`` runs write under ``_build/results/`` so that a test run never rewrites
+the committed numbers. ``record`` prints a digest of the claims;
 a test compares that digest in the notebook's stored output with the committed JSON, so a record
 cannot drift from the outputs the site shows.
 """
@@ -48,6 +49,7 @@ from .profiles import get_profile
 
 RESULTS_DIR = Path("notebooks") / "results"
 QUICK_DIR = Path("_build") / "results"
+GPU_DIR = RESULTS_DIR / "gpu"  # the gpu profile's own set: it never overwrites the full records
 
 MIN_SEEDS = 3
 """Fewest seeds a verdict may rest on."""
@@ -263,7 +265,7 @@ def record(key: str, claims: list[Claim], *, root: Path | None = None) -> Path:
         raise ValueError(f"record({key!r}): claims must be built with compare/threshold/ratio/curve")
     profile = get_profile()
     root = root or _repo_root()
-    folder = root / (QUICK_DIR if profile.is_quick else RESULTS_DIR)
+    folder = root / (QUICK_DIR if profile.is_quick else GPU_DIR if profile.name == "gpu" else RESULTS_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     stored = json.loads(json.dumps([asdict(c) for c in claims]))
     payload = {
