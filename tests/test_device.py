@@ -98,3 +98,15 @@ def test_the_gpu_profile_trains_bit_for_bit_like_quick_on_the_cpu(monkeypatch):
         runs[profile] = (result.losses, result.model.weight.detach().clone())
     assert runs["quick"][0] == runs["gpu"][0]
     assert torch.equal(runs["quick"][1], runs["gpu"][1])
+
+
+def test_stochastic_samplers_draw_noise_where_the_generator_lives():
+    """A CPU generator seeds a run on any device (on CUDA it used to raise); on the CPU the draws
+    are those of ``torch.randn(..., generator=g)`` as before."""
+    from diffnotes.sampling import _randn
+
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    want = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(_randn(x, torch.Generator().manual_seed(4)), want)
+    meta = torch.zeros(3, 2, device="meta")  # another device: the draw is moved there
+    assert _randn(meta, torch.Generator().manual_seed(4)).device.type == "meta"

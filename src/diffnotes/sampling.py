@@ -187,7 +187,10 @@ def _steps(n: int, progress: bool):
 
 
 def _randn(x: torch.Tensor, generator) -> torch.Tensor:
-    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    # Drawn where the generator lives, then moved: a CPU generator seeds a CUDA run too, and a
+    # seed gives the same noise on every device.
+    where = x.device if generator is None else generator.device
+    return torch.randn(x.shape, dtype=x.dtype, device=where, generator=generator).to(x.device)
 
 
 def _report(callback, **info):
