@@ -363,6 +363,7 @@ OUR_SOLVERS = {  # name: (solver, options, NFE of n levels)
     "euler": ("euler", {}, lambda n: n), "heun": ("heun", {}, lambda n: 2 * n - 1),
     "dpmpp_2m": ("dpmpp_2m", {}, lambda n: n), "dpmpp_3m": ("dpmpp_3m", {}, lambda n: n),
     "unipc_2": ("unipc", dict(order=2), lambda n: n), "unipc_3": ("unipc", dict(order=3), lambda n: n),
+    "deis_2": ("deis", dict(order=2), lambda n: n), "deis_3": ("deis", dict(order=3), lambda n: n),
 }
 FITTED_SOLVERS = ("dpmpp_3m", "unipc_2", "unipc_3")  # the multistep solvers whose schedules we fit
 N_PILOT = {"ring": 128, "mixture": 128, "digits": 32}
@@ -439,7 +440,26 @@ def best_ours(problem: Problem, budgets, quick: bool = False, log=print):
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
-def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, log=print) -> dict:
+def _earlier_peers(earlier: dict, name: str, results: dict, budgets, n: int):
+    """diffusers' side of problem ``name`` from an earlier run's results, once it is checked to be
+    the same computation (diffusers version, configurations, budgets, samples): the peers' code
+    and inputs are unchanged, so re-running them would reproduce it."""
+    record = earlier.get("problems", {}).get(name)
+    same = (record is not None and earlier.get("diffusers") == results["diffusers"]
+            and earlier.get("n_diffusers_configs") == results["n_diffusers_configs"]
+            and earlier.get("quick") == results["quick"] and record["n_samples"] == n
+            and all(str(b) in record["all_diffusers"] for b in budgets))
+    if not same:
+        raise ValueError(f"--ours-only: no earlier diffusers results for {name!r} from the same diffusers "
+                         f"{results['diffusers']}, configurations, budgets and samples; run it in full")
+    theirs = {b: [tuple(r) for r in record["all_diffusers"][str(b)]] for b in budgets}
+    return theirs, record["skipped"], record["n_compared"], record.get("peers_from") or record["date"]
+
+
+def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, log=print,
+        earlier: dict | None = None) -> dict:
+    """Run the problems; with ``earlier`` (the results of an earlier run), only our side is run
+    and diffusers' side is taken from there (``run_all.py --ours-only``, recorded as peers_from)."""
     import diffusers
 
     torch.set_num_threads(1)
@@ -457,7 +477,11 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
         n = 64 if quick else N_SAMPLES[name]
         problem = PROBLEMS[name](n)
         t_ref = time.time() - t0
-        theirs, skipped = best_diffusers(problem, budgets, configs, families, log)
+        if earlier is None:
+            theirs, skipped = best_diffusers(problem, budgets, configs, families, log)
+            n_compared, peers_from = {str(b): len(theirs[b]) for b in budgets}, None
+        else:
+            theirs, skipped, n_compared, peers_from = _earlier_peers(earlier, name, results, budgets, n)
         ours, chosen = best_ours(problem, budgets, quick, log)
         rows = []
         for b in budgets:
@@ -471,7 +495,7 @@ def run(problems=("ring", "mixture", "digits"), budgets=BUDGETS, quick=False, lo
             seconds=time.time() - t0, reference_seconds=t_ref, skipped=skipped,
             all_ours={str(b): sorted(ours[b])[:12] for b in budgets},
             all_diffusers={str(b): sorted(theirs[b])[:12] for b in budgets},
-            n_compared={str(b): len(theirs[b]) for b in budgets},
+            n_compared=n_compared, peers_from=peers_from,
             fixed={key: [next(r[0] for r in ours[b] if r[1] == f"dpmpp_3m, {label}") for b in budgets]
                    for key, label in (("karras", "Karras rho=7"), ("loglinear", "log-linear"))})
     return results

@@ -84,8 +84,10 @@ def render_problems(results: dict) -> str:
     for name, prob in results["problems"].items():
         title = PROBLEM_TITLES.get(name, name)
         description = prob["description"].removeprefix(f"{title}: ")
+        peers = (f" diffusers' side taken from the run of {prob['peers_from']} (same diffusers version, "
+                 "configurations and samples; `--ours-only`)." if prob.get("peers_from") else "")
         lines.append(f"* **{title}**: {description}; {prob['n_samples']} "
-                     f"samples; reference: {prob['reference']}.")
+                     f"samples; reference: {prob['reference']}.{peers}")
     return "\n".join(lines)
 
 
@@ -189,6 +191,9 @@ def main(argv=None) -> None:
     parser.add_argument("--train", action="store_true", help="also re-run bench_train.py")
     parser.add_argument("--problems", default="ring,mixture,digits",
                         help="the problems to run; the others keep their last results from the JSON file")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="re-run only our side of --problems; diffusers' side comes from results_samplers.json "
+                             "(checked to be the same diffusers version, configurations and samples)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the tables and figures from results_samplers.json without running anything")
     args = parser.parse_args(argv)
@@ -211,7 +216,10 @@ def main(argv=None) -> None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         t0 = time.time()
         names = [p for p in args.problems.split(",") if p]
-        results = bench_samplers.run(names, (10, 20) if args.quick else bench_samplers.BUDGETS, quick=args.quick)
+        if args.ours_only and previous is None:
+            parser.error(f"--ours-only needs {json_path}; run the benchmark in full first")
+        results = bench_samplers.run(names, (10, 20) if args.quick else bench_samplers.BUDGETS, quick=args.quick,
+                                     earlier=previous if args.ours_only else None)
         if args.train and not args.quick:
             subprocess.run([sys.executable, str(HERE / "bench_train.py")], check=True)
         results.update(seconds=time.time() - t0, date=datetime.date.today().isoformat(), cpu=cpu_name(),
