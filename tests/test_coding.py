@@ -158,6 +158,8 @@ def test_plain_rejection_sampling_accepts_with_probability_one_over_m():
     (lambda: coding.encode_gaussian(MU_Q, 0.4, MU_P, 1.0, 0, block_dims=0), "block_dims"),
     (lambda: coding.encode_gaussian(MU_Q * 40, 0.01, MU_P, 1.0, 0, method="mrc"),
      "use a smaller block_dims"),
+    (lambda: coding.encode_gaussian(MU_Q * 40, 0.01, MU_P, 1.0, 0, method="pfr"),
+     "use a smaller block_dims"),
     (lambda: coding.decode_gaussian((1, 2), MU_P, 1.0, 0), "block indices"),
     (lambda: coding.elias_delta_bits(0), "positive integers"),
     (lambda: coding.kl_bits_discrete([1.0, 0.0], [0.0, 1.0]), "infinite"),
@@ -224,3 +226,10 @@ def test_pfr_stops_at_2_to_the_kl_plus_t_when_the_certificate_is_out_of_reach():
     coded = coding.simulate_gaussian(mu_q, sq, mu_p, sp, 0, method="pfr", extra_bits=2.0)
     assert not coded.exact
     assert coded.searched <= 2 ** math.ceil(coded.kl_bits + 2.0)
+
+
+def test_pfr_caps_its_search_at_the_limit_when_kl_plus_t_passes_it():
+    mu_q = torch.tensor([3.0], dtype=torch.float64)  # equal widths: KL 6.5 bits, w unbounded
+    coded = coding.simulate_gaussian(mu_q, 1.0, torch.zeros(1), 1.0, 0, method="pfr",
+                                     extra_bits=4.0, max_log2_candidates=8)
+    assert 6 < coded.kl_bits < 7 and not coded.exact and coded.searched == 2**8

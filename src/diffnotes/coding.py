@@ -319,8 +319,11 @@ def _code_block(method, seed, block, mq, sq, mp, sp, extra_bits, max_log2, log2_
         # (no bound, or one far above the KL as in a diffusion step) stop at 2^(KL + t)
         if log_w_max / LN2 + extra_bits <= max_log2:
             n_max = 1 << max_log2
+        elif kl <= max_log2:  # the index is variable-length: cap the search at the limit
+            n_max = 1 << min(max_log2, max(0, math.ceil(kl + extra_bits - 1e-9)))
         else:
-            n_max = 1 << _mrc_log2_n(kl, extra_bits, max_log2, None)
+            raise ValueError(f"a block's KL is {kl:.1f} bits, beyond the 2^{max_log2}-candidate "
+                             "search limit: use a smaller block_dims")
         index, searched, exact = pfr_select(
             _log_w_stream(seed, block, n_max, mq, sq, mp, sp), sender, log_w_max)
         return index, elias_delta_bits(index + 1), searched, exact
