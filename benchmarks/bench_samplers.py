@@ -6,8 +6,9 @@ coordinates x = x0 + sigma n. Every sampler on both sides starts from the same x
 and stops at sigma = 0.
 
 A model is only defined on its training range: below sigma_0 every model here is held at
-sigma_0, which makes the ODE well defined down to 0 with an exact last stretch, x(0) =
-D(x(sigma_0); sigma_0). Every sampler is judged against that same ODE.
+sigma_0, and the reference takes the last stretch as one denoising step, x(0) = D(x(sigma_0);
+sigma_0). That is a convention (the held model's own ODE would drift further, towards a fixed
+point of D), and every sampler is judged against that same reference.
 
 * ``ring``: the 8-component 2-D Gaussian ring (std 0.1) with its exact denoiser; the reference is
   scipy's DOP853 (rtol = atol = 1e-10) on dx/dsigma = -sigma score(x; sigma) down to sigma_0.
