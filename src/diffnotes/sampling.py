@@ -740,8 +740,9 @@ def sample_deis(denoiser, x, sigmas, *, order: int = 3, callback=None, progress=
     Euler (= DDIM). As diffusers' ``DEISMultistepScheduler`` (``algorithm_type="deis"``, its
     default ``lower_order_final=True``): the order warms up over the first steps; with fewer
     than 15 steps the second-to-last step is at most second order and the last one first
-    order. The last step, into sigma = 0, returns D (diffusers stops at sigma_0 of its
-    training table instead, with the same first-order rule).
+    order. The last step, into sigma = 0, is always first order and returns D, as in our other
+    multistep solvers; diffusers' DEIS instead stops at sigma_0 of its training table and
+    returns the state there (``tests/test_sampling_deis.py`` checks both, step by step).
     """
     if order not in (1, 2, 3):
         raise ValueError(f"DEIS needs order 1, 2 or 3, got {order!r}")
