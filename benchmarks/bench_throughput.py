@@ -202,9 +202,9 @@ def run_config(side, config, device, batch, warmup, steps) -> dict:
 
 
 def best(rows, side, compiled_bf16_only):
-    pool = [r for r in rows if r["side"] == side
+    pool = [r for r in rows if r["side"] == side and "img_s" in r
             and (not compiled_bf16_only or (not r["config"].startswith("none/") and r["config"].endswith("/bf16")))]
-    return max(pool, key=lambda r: r["img_s"])
+    return max(pool, key=lambda r: r["img_s"]) if pool else None
 
 
 def markdown(result: dict) -> str:
@@ -213,10 +213,12 @@ def markdown(result: dict) -> str:
              f"{result['gpu']}, torch {result['torch']}, {result['date']}; median of "
              f"{result['steps_timed']} timed steps after {result['warmup_steps']} warm-up steps.", "",
              "| config (compile/layout/dtype) | ours img/s | diffusers img/s | ratio |", "|---|---:|---:|---:|"]
-    by = {(r["side"], r["config"]): r["img_s"] for r in result["rows"]}
+    by = {(r["side"], r["config"]): r.get("img_s") for r in result["rows"]}
     for config in dict.fromkeys(r["config"] for r in result["rows"]):
         ours, theirs = by[("ours", config)], by[("diffusers", config)]
-        lines.append(f"| {config} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+        cells = [f"{v:.1f}" if v else "failed" for v in (ours, theirs)]
+        ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
+        lines.append(f"| {config} | {cells[0]} | {cells[1]} | {ratio} |")
     lines += ["", f"Headline ({result['headline']}): ours {result['ours_img_s']:.1f} img/s "
               f"({result['ours_best_config']}), diffusers {result['diffusers_img_s']:.1f} img/s "
               f"({result['diffusers_best_config']}), ratio {result['throughput_ratio_vs_diffusers']:.2f}; "
@@ -255,12 +257,27 @@ def main(argv=None) -> int:
     rows = []
     for config in configs:
         for side in ("ours", "diffusers"):
-            rows.append(run_config(side, config, device, args.batch, warmup, args.steps))
-            r = rows[-1]
-            print(f"{side:9s} {r['config']:32s} {r['img_s']:9.1f} img/s "
-                  f"(warm-up + compile {r['warmup_and_compile_s']:.0f} s)", flush=True)
+            try:
+                r = run_config(side, config, device, args.batch, warmup, args.steps)
+            except Exception as err:  # one failing config (e.g. a compiler error) must not hide the rest
+                r = dict(side=side, config="/".join(config), error=f"{type(err).__name__}: {err}"[:500])
+                print(f"{side:9s} {r['config']:32s} failed: {r['error']}", flush=True)
+                torch._dynamo.reset()
+            else:
+                print(f"{side:9s} {r['config']:32s} {r['img_s']:9.1f} img/s "
+                      f"(warm-up + compile {r['warmup_and_compile_s']:.0f} s)", flush=True)
+            rows.append(r)
     compiled_bf16 = any(m != "none" and d == "bf16" for m, _, d in configs)
     ours, theirs = best(rows, "ours", compiled_bf16), best(rows, "diffusers", compiled_bf16)
+    headline = "best compiled bf16 config per side"
+    if compiled_bf16 and (ours is None or theirs is None):  # say so instead of comparing nothing
+        headline = "best config per side (a side has no compiled bf16 config that ran)"
+        compiled_bf16, ours, theirs = False, best(rows, "ours", False), best(rows, "diffusers", False)
+    elif not compiled_bf16:
+        headline = "best config per side"
+    if ours is None or theirs is None:
+        print("error: every config failed on one side; see the failures above", file=sys.stderr)
+        return 1
     flops = {side: flops_per_image(side, device, min(args.batch, 8)) for side in ("ours", "diffusers")}
     headline_dtype = ours["config"].split("/")[2]
     peak = matmul_tflops(device, headline_dtype, 8192 if device.type == "cuda" else 512)
@@ -275,7 +292,7 @@ def main(argv=None) -> int:
         throughput_ratio_vs_diffusers=ours["img_s"] / theirs["img_s"],
         mfu=achieved / peak,
         ours_best_config=ours["config"], diffusers_best_config=theirs["config"],
-        headline="best compiled bf16 config per side" if compiled_bf16 else "best config per side",
+        headline=headline,
         flops_per_image=flops, ours_tflop_s=achieved, matmul_tflop_s=peak, matmul_dtype=headline_dtype,
         params_ours=params["ours"], batch=args.batch, steps_timed=args.steps, warmup_steps=warmup,
         device=str(device), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
