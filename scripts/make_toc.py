@@ -14,7 +14,7 @@ themes = [
  ("SDE view and EDM","sde-edm",["song2021score","karras2022elucidating"]),
  ("Conditioning and inverse problems","conditioning",[]),
  ("Efficiency","efficiency",[]),
- ("Related ideas","related",["kingma2014auto","havasi2019minimal","harsha2007communication"]),
+ ("Related ideas","related",["kingma2014auto","abstreiter2021diffusion","havasi2019minimal","harsha2007communication","theis2022lossy"]),
 ]
 out = ["# Table of contents: papers grouped by theme; each lab notebook sits under its chapter.",
 "format: jb-book","root: book/intro","parts:",
