@@ -138,3 +138,24 @@ def test_dct_codec_trades_bits_for_psnr():
 def test_compression_rate_proof_verifies_and_fails_when_false():
     assert get_proof("diffusion_compression_rate").verify()
     assert not C.posterior_chain_check(variance_factor=2).ok
+
+
+def test_fixed_budgets_send_exactly_the_planned_bits():
+    """MRC with lengths agreed in advance: the message is the sum of the budgets, whatever
+    the image, and a trained-enough model's reconstruction survives it."""
+    from diffnotes.methods.compression import group_budgets
+    torch.manual_seed(0)
+    model = digits_denoiser(hidden=32)
+    torch.nn.init.normal_(model.backbone.mlp.out.weight, std=0.02)
+    train = _images(16, seed=1)
+    ideal = compress(model, train, SCHEDULE, [1], generator=torch.Generator().manual_seed(0))
+    plan = plan_groups(ideal.kl_per_dim, 6.0)
+    budgets = group_budgets(ideal.kl_per_dim, plan, extra_bits=2.0)
+    x0 = _images(2)
+    sent = compress(model, x0, SCHEDULE, [1], method="mrc", plan=plan, budgets=budgets, seed=4)
+    total = sum(sum(b) for b in budgets)
+    assert torch.equal(sent.coded_rate[:, 0], torch.full((2,), float(total), dtype=torch.float64))
+    with pytest.raises(ValueError, match="budgets go with method='mrc'"):
+        compress(model, x0, SCHEDULE, [1], method="pfr", plan=plan, budgets=budgets)
+    with pytest.raises(ValueError, match="plan has"):
+        group_budgets(ideal.kl_per_dim, plan[:-1])

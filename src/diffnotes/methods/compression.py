@@ -36,7 +36,8 @@ from diffnotes.chain import DiscreteSchedule, gather, gaussian_kl
 from diffnotes.nets import MLP
 from diffnotes.precond import EDMPrecond
 
-__all__ = ["FlatMLP", "digits_denoiser", "step_gaussians", "plan_groups", "Compressed",
+__all__ = ["FlatMLP", "digits_denoiser", "step_gaussians", "plan_groups", "group_budgets",
+           "Compressed",
            "compress", "dct_codec", "LN2"]
 
 LN2 = math.log(2.0)
@@ -91,7 +92,8 @@ def step_gaussians(denoiser, schedule: DiscreteSchedule, x0: torch.Tensor, x_t: 
 
 
 def _prior_gaussians(schedule: DiscreteSchedule, x0: torch.Tensor):
-    """q(x_T | x0) = N(sqrt(abar_T) x0, 1 - abar_T) against p(x_T) = N(0, I)."""
+    """(mean_q, mean_p, var_q, var_p): q(x_T | x0) = N(sqrt(abar_T) x0, 1 - abar_T) against
+    p(x_T) = N(0, I)."""
     ab = float(schedule.alpha_bar[-1])
     x0 = x0.double()
     return math.sqrt(ab) * x0, torch.zeros_like(x0), torch.full_like(x0, 1 - ab), torch.ones_like(x0)
@@ -124,6 +126,20 @@ def plan_groups(kl_bits_per_dim: torch.Tensor, target_bits: float) -> list[list[
                 groups.append(current)
         plan.append([torch.tensor(g, dtype=torch.long) for g in groups])
     return plan
+
+
+def group_budgets(kl_bits_per_dim: torch.Tensor, plan, extra_bits: float = 2.0,
+                  max_log2: int = 20) -> list[list[int]]:
+    """Fixed message lengths for minimal random coding, agreed in advance: each group of
+    ``plan`` gets ``ceil(expected KL + extra_bits)`` bits (at most ``max_log2``), i.e. that
+    many candidates as a power of two and an index of exactly that length, with no header.
+    An image whose group carries more KL than planned gets a biased sample instead of a
+    longer message (Havasi et al.'s fixed C_loc)."""
+    kl = torch.as_tensor(kl_bits_per_dim, dtype=torch.float64)
+    if len(plan) != kl.shape[0]:
+        raise ValueError(f"plan has {len(plan)} messages but kl_bits_per_dim {kl.shape[0]}")
+    return [[min(max_log2, max(0, math.ceil(float(kl[k, idx].sum()) + extra_bits - 1e-9)))
+             for idx in groups] for k, groups in enumerate(plan)]
 
 
 def _message_seed(seed: int, image: int, message: int, group: int) -> int:
@@ -179,7 +195,8 @@ class Compressed:
 
 @torch.no_grad()
 def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
-             method: str | None = None, plan=None, seed: int = 0, extra_bits: float = 2.0,
+             method: str | None = None, plan=None, budgets=None, seed: int = 0,
+             extra_bits: float = 2.0,
              max_log2_candidates: int = 20, generator: torch.Generator | None = None
              ) -> Compressed:
     """Send each image of ``x0`` through the diffusion compressor and reconstruct at ``stops``.
@@ -188,7 +205,9 @@ def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
     ``generator``, its cost the KL. ``method`` in ``coding.METHODS`` ("pfr", "mrc", or the
     broken control "prior"): every message is coded with that channel simulator group by group
     (``plan`` from :func:`plan_groups`, one list of groups per message, required), and the
-    receiver's decoded sample is what the chain continues from.
+    receiver's decoded sample is what the chain continues from. ``budgets`` (from
+    :func:`group_budgets`, with ``method="mrc"`` only) fixes every group's message length in
+    advance: exactly that many bits per group, no flag, no header.
     """
     T = schedule.T
     stops = [_check_step(s, schedule) for s in stops]
@@ -197,6 +216,23 @@ def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
                          f"{', '.join(coding.METHODS)}")
     if method is not None and (plan is None or len(plan) != T):
         raise ValueError(f"a coded run needs a plan with one list of groups per message ({T})")
+    if budgets is not None and (method != "mrc" or len(budgets) != T
+                                or any(len(b) != len(g) for b, g in zip(budgets, plan))):
+        raise ValueError("budgets go with method='mrc' and need one length per group of the plan")
+
+    def code(k, g, mq, sq, mp, sp, group_seed):
+        """(sample, bits, searched) of group g of message k."""
+        if budgets is None:
+            if k == 0:  # x_T: q is narrower than p, the coders need no split
+                c = coding.simulate_gaussian(mq, sq, mp, sp, group_seed, method=method,
+                                             extra_bits=extra_bits,
+                                             max_log2_candidates=max_log2_candidates)
+                return c.sample, 1 + c.bits, c.searched
+            return _code_group(mq, mp, sq, group_seed, method, extra_bits, max_log2_candidates)
+        m = budgets[k][g]
+        c = coding.simulate_gaussian(mq, sq, mp, sp, group_seed, method="mrc",
+                                     log2_candidates=m, max_log2_candidates=max(1, m))
+        return c.sample, c.bits, c.searched
     n = x0.shape[0]
     flat0 = x0.reshape(n, -1).double()
     kl_msgs = torch.zeros(n, T, dtype=torch.float64)
@@ -216,34 +252,16 @@ def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
         out = torch.empty_like(mean_q)
         for i in range(n):
             for g, idx in enumerate(plan[k]):
-                if not torch.equal(var_q[i, idx], var_p[i, idx]):  # pragma: no cover - by design
-                    raise ValueError("the coded chain assumes equal variances in a message")
-                sample, bits, count = _code_group(
-                    mean_q[i, idx], mean_p[i, idx], var_q[i, idx].sqrt(),
-                    _message_seed(seed, i, k, g), method, extra_bits, max_log2_candidates)
+                sample, bits, count = code(
+                    k, g, mean_q[i, idx], var_q[i, idx].sqrt(), mean_p[i, idx],
+                    var_p[i, idx].sqrt(), _message_seed(seed, i, k, g))
                 out[i, idx] = sample
                 bits_msgs[i, k] += bits
                 searched += count
         return out
 
-    # message 0: x_T against N(0, I). Its variances differ (1 - abar_T vs 1): the coders take
-    # any q narrower than p, but the equal-variance check above is for the chain's steps.
-    mq, mp, vq, vp = (v.reshape(n, -1) for v in _prior_gaussians(schedule, x0))
-    if method is None:
-        x_t = send(0, mq, mp, vq, vp)
-    else:
-        kl = gaussian_kl(mq, vq, mp, vp) / LN2
-        kl_msgs[:, 0], kl_dims[0] = kl.sum(1), kl.mean(0)
-        x_t = torch.empty_like(mq)
-        for i in range(n):
-            for g, idx in enumerate(plan[0]):
-                coded = coding.simulate_gaussian(
-                    mq[i, idx], vq[i, idx].sqrt(), mp[i, idx], vp[i, idx].sqrt(),
-                    _message_seed(seed, i, 0, g), method=method, extra_bits=extra_bits,
-                    max_log2_candidates=max_log2_candidates)
-                x_t[i, idx] = coded.sample
-                bits_msgs[i, 0] += 1 + coded.bits
-                searched += coded.searched
+    # message 0: x_T against N(0, I); its q is narrower than p (1 - abar_T < 1)
+    x_t = send(0, *(v.reshape(n, -1) for v in _prior_gaussians(schedule, x0)))
     for k, t in enumerate(range(T, 0, -1)):
         if t in stops:
             recon[stops.index(t)] = denoise_at(denoiser, schedule, x_t.reshape(x0.shape), t)
