@@ -40,7 +40,8 @@ book: $(STAMP)
 unit: $(STAMP)
 	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests --ignore=tests/site --ignore=tests/notebooks_untrained
 
-# Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0).
+# Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0)
+# or, for the coding labs that train nothing, when the coder is broken (DIFFNOTES_BROKEN=1).
 notebooks-untrained: $(STAMP)
 	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider tests/notebooks_untrained
 

@@ -1,5 +1,7 @@
 """With training disabled (``DIFFNOTES_TRAIN_STEPS=0``) every lab notebook must fail its own
-checks under ``quick``: a check an untrained model passes proves nothing.
+checks under ``quick``: a check an untrained model passes proves nothing. Notebooks that train
+nothing (the channel-simulation labs) honour ``DIFFNOTES_BROKEN=1`` instead, which swaps their
+coder for a broken one; both variables are set for every notebook.
 
 Each notebook runs in a fresh kernel; the run must stop with an ``AssertionError`` (a failed
 check), not with some other error and not by passing. Run with ``make notebooks-untrained``
@@ -23,6 +25,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_notebook_fails_without_training(path, monkeypatch):
     monkeypatch.setenv("DIFFNOTES_PROFILE", "quick")
     monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    monkeypatch.setenv("DIFFNOTES_BROKEN", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
