@@ -194,6 +194,18 @@ class Compressed:
 
 
 @torch.no_grad()
+def _check_coder_args(method, plan, budgets, T: int) -> None:
+    """One clear line for a method, plan or budgets that :func:`compress` cannot use."""
+    if method is not None and method not in coding.METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: None (ideal), "
+                         f"{', '.join(coding.METHODS)}")
+    if method is not None and (plan is None or len(plan) != T):
+        raise ValueError(f"a coded run needs a plan with one list of groups per message ({T})")
+    if budgets is not None and (method != "mrc" or len(budgets) != T
+                                or any(len(b) != len(g) for b, g in zip(budgets, plan))):
+        raise ValueError("budgets go with method='mrc' and need one length per group of the plan")
+
+
 def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
              method: str | None = None, plan=None, budgets=None, seed: int = 0,
              extra_bits: float = 2.0,
@@ -211,14 +223,7 @@ def compress(denoiser, x0: torch.Tensor, schedule: DiscreteSchedule, stops, *,
     """
     T = schedule.T
     stops = [_check_step(s, schedule) for s in stops]
-    if method is not None and method not in coding.METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: None (ideal), "
-                         f"{', '.join(coding.METHODS)}")
-    if method is not None and (plan is None or len(plan) != T):
-        raise ValueError(f"a coded run needs a plan with one list of groups per message ({T})")
-    if budgets is not None and (method != "mrc" or len(budgets) != T
-                                or any(len(b) != len(g) for b, g in zip(budgets, plan))):
-        raise ValueError("budgets go with method='mrc' and need one length per group of the plan")
+    _check_coder_args(method, plan, budgets, T)
 
     def code(k, g, mq, sq, mp, sp, group_seed):
         """(sample, bits, searched) of group g of message k."""

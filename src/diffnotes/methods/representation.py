@@ -37,6 +37,7 @@ from torch import nn
 
 from diffnotes import constants as K
 from diffnotes.nets import make_noise_embedding
+from diffnotes.parameterization import append_dims
 from diffnotes.precond import EDMPrecond
 
 __all__ = ["Encoder", "CodeConditionedMLP", "RepresentationDenoiser",
@@ -174,7 +175,7 @@ class DenoisingRepresentationLoss:
                  class_labels=None) -> torch.Tensor:
         sigma = self.draw_sigma(x0.shape[0], x0)
         noise = torch.randn_like(x0)
-        x = x0 + sigma.reshape(-1, *[1] * (x0.ndim - 1)) * noise
+        x = x0 + append_dims(sigma, x0) * noise
         if self.conditional:
             code = model.encoder(x0)
             if self.drop_code:
