@@ -83,7 +83,8 @@ def test_bad_input_is_one_line(full):
 
 def test_record_prints_digest_of_what_it_stores(tmp_path, full, capsys):
     claim = R.compare("a beats b", "err", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9])
-    path = R.record("demo", [claim], root=tmp_path)
+    assert R.record("demo", [claim], root=tmp_path) is None  # no path shown in a notebook
+    path = R.record_path("demo", root=tmp_path)
     stored = json.loads(path.read_text())
     out = capsys.readouterr().out
     assert f"digest {R.claims_digest(stored['claims'])}" in out
@@ -91,7 +92,9 @@ def test_record_prints_digest_of_what_it_stores(tmp_path, full, capsys):
 
 
 def test_quick_record_never_touches_committed_results(tmp_path, quick):
-    path = R.record("demo", [R.compare("c", "m", [1.0], [2.0])], root=tmp_path)
+    R.record("demo", [R.compare("c", "m", [1.0], [2.0])], root=tmp_path)
+    path = R.record_path("demo", root=tmp_path)
+    assert path.exists()
     assert R.QUICK_DIR.as_posix() in path.as_posix()
 
 

@@ -256,17 +256,25 @@ def claims_digest(claims: list[dict]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def record(key: str, claims: list[Claim], *, root: Path | None = None) -> Path:
-    """Write this notebook's claims (see module doc for where), print them and their digest;
-    returns the path written. Call it after the notebook's checks."""
+def record_path(key: str, *, root: Path | None = None) -> Path:
+    """Where :func:`record` writes ``key``'s claims under the current profile."""
+    profile = get_profile()
+    root = root or _repo_root()
+    folder = QUICK_DIR if profile.is_quick else GPU_DIR if profile.name == "gpu" else RESULTS_DIR
+    return root / folder / f"{key}.json"
+
+
+def record(key: str, claims: list[Claim], *, root: Path | None = None) -> None:
+    """Write this notebook's claims (to :func:`record_path`), print them and their digest.
+    Call it after the notebook's checks; it returns nothing, so a notebook's last cell shows
+    no machine path."""
     if not claims:
         raise ValueError(f"record({key!r}): no claims given")
     if not all(isinstance(c, Claim) for c in claims):
         raise ValueError(f"record({key!r}): claims must be built with compare/threshold/ratio/curve")
     profile = get_profile()
-    root = root or _repo_root()
-    folder = root / (QUICK_DIR if profile.is_quick else GPU_DIR if profile.name == "gpu" else RESULTS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
+    path = record_path(key, root=root)
+    path.parent.mkdir(parents=True, exist_ok=True)
     stored = json.loads(json.dumps([asdict(c) for c in claims]))
     payload = {
         "key": key,
@@ -275,14 +283,12 @@ def record(key: str, claims: list[Claim], *, root: Path | None = None) -> Path:
         "machine": _machine(),
         "claims": stored,
     }
-    path = folder / f"{key}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
     for c in claims:
         print(f"- {c.claim}: {c.verdict} — {c.measured}")
     print(f"recorded {key}: {len(claims)} claims, digest {claims_digest(stored)}")
-    return path
 
 
 def load_records(root: Path | None = None) -> list[dict]:
