@@ -21,6 +21,8 @@ help:
 	@echo "make tables     regenerate every generated table"
 	@echo "make serve      serve _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make pdf        the whole book as one PDF (_build/pdf/diffusion-notes.pdf)"
+	@echo "make bench      benchmarks -> benchmarks/RESULTS.md and the sampler figures (BENCH_ARGS=--quick)"
+	@echo "make notebooks-untrained  every notebook with training disabled must fail its checks"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1 || \
