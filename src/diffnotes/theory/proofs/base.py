@@ -66,8 +66,15 @@ class Proof:
             elif isinstance(expr, str):
                 out.append((text, expr))
             else:
-                out.append((text, sp.latex(expr)))
+                out.append((text, sp.latex(expr, symbol_names=_raw_names(expr))))
         return out
+
+
+def _raw_names(expr) -> dict:
+    """Symbols whose names are already LaTeX (a backslash, ^ or braces) print verbatim: SymPy
+    would otherwise read ``2fs^2\\sigma^2 + g^2`` as one base with one superscript."""
+    symbols = getattr(expr, "free_symbols", set())
+    return {s: s.name for s in symbols if any(c in s.name for c in "\\^{")}
 
 
 def _as_exprs(expr) -> list[sp.Expr]:

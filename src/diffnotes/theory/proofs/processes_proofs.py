@@ -142,7 +142,7 @@ DDPM_TO_VP = Proof(
          "-log(1-x) - x and x^2 - (-log(1-x) - x) vanish at 0 and have nonnegative derivatives x/(1-x) and "
          "x(1-2x)/(1-x) there), so with x = beta_j/N and N >= 2 beta_max the sum of remainders is at most "
          "N t (beta_max/N)^2, which tends to 0.",
-         sp.Eq(sp.Symbol(r"rac{\mathrm{d}}{\mathrm{d}x}ig(x^2 + \log(1-x) + xig)"), sp.Symbol(r"rac{x(1-2x)}{1-x}"))),
+         sp.Eq(sp.Symbol(r"\frac{\mathrm{d}}{\mathrm{d}x}\big(x^2 + \log(1-x) + x\big)"), sp.Symbol(r"\frac{x(1-2x)}{1-x}"))),
         ("So alpha_bar(t) -> exp(-B(t)) and the kernel is VP's: mean factor exp(-B/2), variance 1 - exp(-B).", None),
         (f"With DDPM's own schedule (beta_1 = 1e-4 ... beta_N = 0.02, N = 1000) against VP (beta_min = 0.1, "
          f"beta_d = 19.9) the largest gap in alpha_bar is {GAPS['ddpm_vp_alpha_bar_gap']:.3g} at "
