@@ -10,10 +10,10 @@ Path_=Path
 Path=P
 themes = [
  ("Score matching and foundations","foundations",["hyvarinen2005estimation","vincent2011connection","sohldickstein2015deep","song2019sliced","song2019generative"]),
- ("DDPM family and samplers","ddpm-family",["ho2020denoising","nichol2021improved","song2021denoising"]),
+ ("DDPM family and samplers","ddpm-family",["ho2020denoising","nichol2021improved","song2021denoising","kingma2021variational","bao2022analytic"]),
  ("SDE view and EDM","sde-edm",["song2021score","karras2022elucidating"]),
- ("Conditioning and inverse problems","conditioning",[]),
- ("Efficiency","efficiency",[]),
+ ("Conditioning and inverse problems","conditioning",["dhariwal2021diffusion","ho2022classifier","blattmann2022retrieval","ramesh2022hierarchical","saharia2022image","li2022srdiff","choi2021ilvr","chung2022come"]),
+ ("Efficiency","efficiency",["jolicoeurmartineau2021gotta","jing2022subspace","luhman2022improving"]),
  ("Related ideas","related",["kingma2014auto","abstreiter2021diffusion","havasi2019minimal","harsha2007communication","theis2022lossy"]),
 ]
 out = ["# Table of contents: papers grouped by theme; each lab notebook sits under its chapter.",

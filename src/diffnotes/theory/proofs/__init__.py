@@ -1,26 +1,39 @@
 """Every derivation of the book as a :class:`~diffnotes.theory.proofs.base.Proof`.
 
 Proofs come from ``processes_proofs`` (forward processes), ``score_proofs`` (scores,
-parameterizations, reverse processes) and ``derivations`` (the steps each paper chapter shows);
-each module defines ``PROOFS``. ``python -m diffnotes
+parameterizations, reverse processes), ``derivations`` (the steps each paper chapter shows) and one
+``<area>_proofs.py`` module per later group of chapters (found by its name); each module defines
+``PROOFS``. ``python -m diffnotes
 proofs`` calls :func:`run_all`; ``book/questions.md`` renders every proof via :func:`all_proofs`.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
+from pathlib import Path
 
 from .base import Proof, ProofResult, numeric_check, symbolic_zero
 
 __all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check", "all_proofs", "get_proof", "run_all"]
 
 
-def _load() -> list[Proof]:
-    from . import (coding_proofs, compression_proofs, derivations, processes_proofs,  # SymPy work:
-                   score_proofs)  # on first use
+# The part-1 modules, in the order the book introduces them; any further ``<area>_proofs.py``
+# module in this package (one per group of chapters) is found by name and follows, sorted.
+_CORE = ("processes_proofs", "score_proofs", "derivations", "coding_proofs", "compression_proofs")
 
-    proofs: list[Proof] = [*processes_proofs.PROOFS, *score_proofs.PROOFS, *derivations.PROOFS,
-                           *coding_proofs.PROOFS, *compression_proofs.PROOFS]
+
+def _module_names() -> list[str]:
+    here = Path(__file__).parent
+    extra = sorted(f.stem for f in here.glob("*_proofs.py") if f.stem not in _CORE)
+    return [*_CORE, *extra]
+
+
+def _load() -> list[Proof]:
+    # SymPy work happens on first use, not on import of the package.
+    proofs: list[Proof] = []
+    for name in _module_names():
+        proofs += importlib.import_module(f"{__name__}.{name}").PROOFS
     names = [p.name for p in proofs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
