@@ -1,0 +1,135 @@
+"""ILVR (Choi et al. 2021): steer an unconditional diffusion model towards a reference image.
+
+At every reverse step the sample's low-frequency content is replaced by that of the reference
+diffused to the same noise level (the paper's Algorithm 1, written in sigma):
+
+    x  <-  x - phi_N(x) + phi_N(y + sigma n),   n ~ N(0, I) drawn afresh at each step,
+
+for every step whose new level ``sigma`` lies in the conditioning range ``[sigma_stop, sigma_max]``;
+below ``sigma_stop`` the chain runs unconditioned. ``phi_N`` is a low-pass filter with factor N:
+
+* ``"block"`` -- :func:`block_lowpass`, the mean over N x N blocks spread back over each block
+  (average-pool down, nearest up). It is linear, symmetric and exactly idempotent: the
+  orthogonal projection onto images that are constant on N x N blocks, which is what the
+  paper's analysis assumes of phi_N (proof ``ilvr_projection`` in
+  ``diffnotes.theory.proofs.inverse_proofs``). The book's lab uses it.
+* ``"bicubic"`` -- :func:`diffnotes.degradations.lowpass` (bicubic down, bicubic up), closer to
+  the paper's code, but only nearly idempotent, so the update is not an exact projection.
+
+The same "replace the part an operator sees" step is CCDF's data consistency for
+super-resolution and inpainting (:mod:`diffnotes.methods.ccdf`), so :class:`ProjectionRefine`
+serves both. The refinement runs inside :func:`diffnotes.sampling.sample_ancestral` through its
+``refine`` hook (DDPM's ancestral step, as in the paper).
+
+Also here: :func:`train_unconditional`, the one unconditional EDM denoiser per seed that the ILVR
+and CCDF labs train and reuse for every experiment, and the two measures of the ILVR lab.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import degradations
+from ..metrics import psnr
+from ..nets import UNet
+from ..precond import EDMPrecond
+from ..sampling import sample
+from ..train import fit
+from .edm import EDMLoss
+
+__all__ = ["LOWPASS", "block_lowpass", "get_lowpass", "ProjectionRefine", "ilvr_sample",
+           "lowpass_psnr", "diversity", "small_unet", "train_unconditional"]
+
+
+def block_lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Exact low-pass projector: the mean of each ``factor`` x ``factor`` block, spread over it."""
+    if isinstance(factor, bool) or factor not in degradations.FACTORS:
+        raise ValueError(f"factor must be one of {degradations.FACTORS}, got {factor!r}")
+    if x.ndim != 4 or x.shape[-1] % factor or x.shape[-2] % factor:
+        raise ValueError(f"x must be (N, C, H, W) with H and W divisible by {factor}, got shape "
+                         f"{tuple(x.shape)}")
+    return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="nearest")
+
+
+LOWPASS = {"block": block_lowpass, "bicubic": degradations.lowpass}
+
+
+def get_lowpass(name: str, factor: int):
+    """phi_N as a one-argument function: ``name`` "block" (exact projector) or "bicubic"."""
+    if name not in LOWPASS:
+        raise ValueError(f"unknown low-pass {name!r}; valid: {', '.join(LOWPASS)}")
+    return lambda x: LOWPASS[name](x, factor)
+
+
+class ProjectionRefine:
+    """``refine(x, sigma)``: x - P x + P (y + sigma n) while ``sigma >= sigma_stop``.
+
+    ``project`` is a linear map P (ILVR's phi_N, an inpainting mask's multiplication, ...),
+    ``reference`` the image y whose P-part the sample must take (diffused to the sample's level
+    with fresh noise from ``generator`` at each call). At sigma = 0 the reference is used as is,
+    so a range that reaches 0 ends with P x = P y exactly when P is idempotent.
+    """
+
+    def __init__(self, project, reference: torch.Tensor, sigma_stop: float = 0.0,
+                 generator: torch.Generator | None = None):
+        if not sigma_stop >= 0:
+            raise ValueError(f"sigma_stop must be >= 0, got {sigma_stop!r}")
+        self.project, self.reference = project, reference
+        self.sigma_stop, self.generator = float(sigma_stop), generator
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if sigma < self.sigma_stop:
+            return x
+        y_sigma = degradations.add_noise(self.reference, float(sigma), self.generator)
+        return x - self.project(x) + self.project(y_sigma.to(x.dtype))
+
+
+def ilvr_sample(denoiser, reference: torch.Tensor, sigmas, *, factor: int, sigma_stop: float = 0.0,
+                lowpass: str = "block", generator: torch.Generator | None = None) -> torch.Tensor:
+    """One ILVR sample per reference image: ancestral sampling from ``sigmas[0]`` (pure noise)
+    with the low-frequency replacement in the range [``sigma_stop``, ``sigmas[0]``]."""
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    refine = ProjectionRefine(get_lowpass(lowpass, factor), reference, sigma_stop, generator)
+    x = degradations.add_noise(torch.zeros_like(reference), float(sigmas[0]), generator)
+    return sample(denoiser, x, sigmas, "ancestral", refine=refine, generator=generator)
+
+
+def lowpass_psnr(samples: torch.Tensor, reference: torch.Tensor, factor: int,
+                 lowpass: str = "block") -> torch.Tensor:
+    """Per-image PSNR (dB, range [-1, 1]) between phi_N(sample) and phi_N(reference)."""
+    phi = get_lowpass(lowpass, factor)
+    return psnr(phi(samples), phi(reference), reduction="none")
+
+
+def diversity(samples: torch.Tensor, groups: int) -> torch.Tensor:
+    """Spread between samples drawn for one reference: ``samples`` holds ``groups`` blocks of
+    ``k`` samples (k >= 2, block j for reference j); per block, the root-mean-square distance
+    per pixel between two samples of the block, averaged over the pairs. Shape (groups,)."""
+    n = samples.shape[0]
+    if groups < 1 or n % groups or n // groups < 2:
+        raise ValueError(f"need groups >= 1 blocks of >= 2 samples each, got {n} samples in "
+                         f"{groups} groups")
+    flat = samples.reshape(groups, n // groups, -1)
+    d2 = torch.cdist(flat, flat) ** 2 / flat.shape[-1]  # (groups, k, k), mean sq. per pixel
+    k = flat.shape[1]
+    return (d2.sum(dim=(1, 2)) / (k * (k - 1))).sqrt()
+
+
+def small_unet(channels: int, size: int, width: int = 16) -> UNet:
+    """The labs' backbone: two levels (``width``, 2 x ``width``), one block each, no attention."""
+    return UNet(img_resolution=size, in_channels=channels, ch=width, ch_mult=(1, 2),
+                num_res_blocks=1, attn_resolutions=(), dropout=0.0, groups=8)
+
+
+def train_unconditional(images: torch.Tensor, steps: int, *, seed: int = 0, width: int = 16,
+                        batch_size: int = 32, lr: float = 2e-3, sigma_data: float = 0.5):
+    """One unconditional EDM denoiser D(x; sigma) trained on ``images`` through ``train.fit``
+    (so ``DIFFNOTES_TRAIN_STEPS`` caps it); returns the ``TrainResult`` (use ``.model_ema``)."""
+    torch.manual_seed(seed)
+    net = small_unet(images.shape[1], images.shape[-1], width)
+    model = EDMPrecond(net, sigma_data=sigma_data)
+    return fit(model, EDMLoss(sigma_data=sigma_data), images, steps, lr=lr,
+               batch_size=batch_size, ema_halflife=max(steps / 10, 1.0), warmup=min(50, steps),
+               seed=seed, progress=False, device="cpu")
+
