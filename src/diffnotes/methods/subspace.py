@@ -155,10 +155,6 @@ def switch_sigma(mean_sq: float, eigenvalues: torch.Tensor, tol: float, *, sigma
     return math.exp(hi)
 
 
-def _std_normal_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
-
-
 class BandEDMLoss(EDMLoss):
     """EDM's loss with ln sigma ~ N(P_mean, P_std^2) truncated to sigma in [lo, hi).
 
@@ -180,7 +176,8 @@ class BandEDMLoss(EDMLoss):
             return 0.0
         if math.isinf(sigma):
             return 1.0
-        return _std_normal_cdf((math.log(sigma) - self.P_mean) / self.P_std)
+        z = (math.log(sigma) - self.P_mean) / self.P_std
+        return float(torch.special.ndtr(torch.tensor(z, dtype=torch.float64)))
 
     def _band_draw(self, n: int, device=None) -> torch.Tensor:
         u = self.p_lo + (self.p_hi - self.p_lo) * torch.rand(n, device=device, dtype=torch.float64)
