@@ -118,3 +118,10 @@ def test_bad_input_is_named():
         analytic_dpm.nll_bounds(exact_denoiser, torch.zeros(2, 3), short, {"x": torch.zeros(10)})
     with pytest.raises(ValueError, match="lambda2"):
         analytic_dpm.variance_terms(short, -torch.ones(10))
+
+
+def test_the_bounds_proof_fails_when_it_states_something_false():
+    from diffnotes.theory.proofs.likelihood_proofs import analytic_bounds_check
+
+    assert analytic_bounds_check().ok
+    assert not analytic_bounds_check(factor=2).ok

@@ -146,3 +146,11 @@ def test_bad_input_is_named():
         vdm.diffusion_loss(vdm.VDM(ExactDenoiser(), vdm.LinearGamma()), torch.zeros(2, 2), torch.rand(2), T=0)
     with pytest.raises(ValueError, match="exponent"):
         vdm.FourierInput(torch.nn.Identity(), exponents=())
+
+
+def test_the_likelihood_proofs_fail_when_they_state_something_false():
+    from diffnotes.theory.proofs import likelihood_proofs as lp
+
+    for check in (lp.vdm_step_kl_check, lp.vdm_limit_check, lp.vdm_invariance_check):
+        assert check().ok
+        assert not check(factor=2).ok
