@@ -52,10 +52,11 @@ def ccdf_start(estimate: torch.Tensor, sigma0: float, generator=None,
                sigma_estimate: float = 0.0) -> torch.Tensor:
     """The forward jump: ``estimate`` (already carrying noise of level ``sigma_estimate``, e.g.
     a noisy measurement) diffused to level ``sigma0`` by adding the missing variance."""
-    if not sigma0 >= sigma_estimate >= 0:
+    extra = sigma0**2 - sigma_estimate**2  # a schedule's rounding may leave -1e-17: that is 0
+    if not (sigma_estimate >= 0 and extra >= -1e-9 * sigma_estimate**2):
         raise ValueError(f"need sigma0 >= sigma_estimate >= 0, got sigma0={sigma0!r}, "
                          f"sigma_estimate={sigma_estimate!r}")
-    return degradations.add_noise(estimate, math.sqrt(sigma0**2 - sigma_estimate**2), generator)
+    return degradations.add_noise(estimate, math.sqrt(max(extra, 0.0)), generator)
 
 
 def ccdf_sample(denoiser, estimate: torch.Tensor, sigmas, *, refine=None, sigma_estimate=0.0,
