@@ -45,6 +45,7 @@ __all__ = [
     "frechet_digits_distance",
     "psnr",
     "ssim",
+    "high_frequency_energy",
     "bits_per_dim_from_nll",
     "pf_ode_log_likelihood",
 ]
@@ -469,6 +470,22 @@ def ssim(x, y, data_range: float = 2.0, win_size: int = 11, sigma: float = 1.5, 
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return _reduce(ssim_map.flatten(1).mean(dim=1), reduction)
+
+
+def high_frequency_energy(x, factor: int, reduction: str = "none"):
+    """Per-image mean of ``(x - lowpass(x, factor))**2``: the energy above the band that a
+    ``factor``-times down-sampled image keeps (``diffnotes.degradations.lowpass``, bicubic).
+
+    The super-resolution chapters compare it between outputs and ground truth: a blurry estimate
+    has a ratio well below 1, plausible texture a ratio near 1, added noise a ratio above 1.
+    """
+    from .degradations import lowpass
+
+    x = torch.as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be an image batch (N, C, H, W), got shape {tuple(x.shape)}")
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    return _reduce(((x - lowpass(x, factor)) ** 2).flatten(1).mean(dim=1), reduction)
 
 
 # -- likelihood ---------------------------------------------------------------------------------
