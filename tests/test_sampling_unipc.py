@@ -15,7 +15,8 @@ import torch
 from scipy.integrate import solve_ivp
 
 from diffnotes.data import gmm_ring
-from diffnotes.sampling import optimize_sigmas, sample, sigma_schedule, warped_sigmas
+from diffnotes.sampling import (knot_sigmas, optimize_sigmas, refine_sigmas, sample, sigma_schedule,
+                                warped_sigmas)
 
 GMM = gmm_ring(k=8, radius=1.0, std=0.1)
 F64 = torch.float64
@@ -131,6 +132,45 @@ def test_optimize_sigmas_beats_general_schedules_on_unseen_noise():
         assert fitted < 0.7 * general, (kind, fitted, general)
 
 
+def test_knot_sigmas_reproduces_a_schedule_and_stays_in_range():
+    base = sigma_schedule("loglinear", 9, 0.02, 80.0)
+    gaps = base[:-2].log() - base[1:-1].log()
+    knots = torch.log(torch.expm1(gaps))
+    assert torch.allclose(knot_sigmas(knots, 9, 80.0, 0.02), base, rtol=1e-10)
+    # two knots interpolate linearly over the eight steps; levels never fall below sigma_min
+    s = knot_sigmas([5.0, 5.0], 9, 80.0, 0.02)
+    assert s[-1] == 0 and float(s[-2]) == 0.02 and abs(float(s[0]) - 80.0) < 1e-12
+
+
+def test_refine_sigmas_lowers_the_pilot_error_and_the_error_on_unseen_noise():
+    sigma_min, sigma_max, n = 0.01, 80.0, 8
+    pilot = noise(256, sigma_max, seed=21)
+    fine = sigma_schedule("loglinear", 200, sigma_min, sigma_max)
+    start = sigma_schedule("karras", n, sigma_min, sigma_max)
+    reference = sample(GMM.denoiser, pilot, fine, "unipc")
+    before = rmse(sample(GMM.denoiser, pilot, start, "unipc"), reference)
+    sigmas, info = refine_sigmas(GMM.denoiser, pilot, start, "unipc", reference=reference,
+                                 sigma_min=sigma_min, max_evals=60)
+    assert len(sigmas) == n + 1 and sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
+    assert info["refined_rmse"] < 0.7 * before and info["refine_solves"] <= 62
+    fresh = noise(256, sigma_max, seed=99)  # the refinement never saw this noise
+    fresh_ref = sample(GMM.denoiser, fresh, fine, "unipc")
+    after = rmse(sample(GMM.denoiser, fresh, sigmas, "unipc"), fresh_ref)
+    assert after < 0.8 * rmse(sample(GMM.denoiser, fresh, start, "unipc"), fresh_ref)
+
+
+def test_optimize_sigmas_starts_from_a_given_schedule_when_it_is_better_on_the_pilot():
+    sigma_min, sigma_max, n = 0.01, 80.0, 6
+    pilot = noise(64, sigma_max, seed=5)
+    reference = sample(GMM.denoiser, pilot, sigma_schedule("loglinear", 200, sigma_min, sigma_max), "unipc")
+    _, plain = optimize_sigmas(GMM.denoiser, pilot, n, "unipc", sigma_min=sigma_min, sigma_max=sigma_max,
+                               reference=reference, max_evals=14)
+    worse = sigma_schedule("loglinear", n, 1.0, sigma_max)  # a poor start is never taken
+    _, info = optimize_sigmas(GMM.denoiser, pilot, n, "unipc", sigma_min=sigma_min, sigma_max=sigma_max,
+                              reference=reference, max_evals=14, starts=[worse])
+    assert "start" not in info and info["pilot_rmse"] == plain["pilot_rmse"]
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: sample(GMM.denoiser, noise(4, 10.0, 0), sigma_schedule("loglinear", 5, 0.1, 10.0), "unipc", order=4),
      "order in 1, 2, 3"),
@@ -138,6 +178,8 @@ def test_optimize_sigmas_beats_general_schedules_on_unseen_noise():
                     variant="bh3"), "variant"),
     (lambda: optimize_sigmas(GMM.denoiser, noise(4, 10.0, 0), 1, sigma_min=0.1, sigma_max=10.0), "n must be"),
     (lambda: optimize_sigmas(GMM.denoiser, noise(4, 10.0, 0), 5, sigma_min=1.0, sigma_max=0.5), "sigma_min"),
+    (lambda: refine_sigmas(GMM.denoiser, noise(4, 10.0, 0), torch.tensor([10.0, 1.0]), "unipc",
+                           reference=noise(4, 1.0, 1), sigma_min=0.1), "end at 0"),
 ])
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):

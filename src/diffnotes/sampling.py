@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -51,6 +52,8 @@ __all__ = [
     "sample_deis",
     "warped_sigmas",
     "optimize_sigmas",
+    "refine_sigmas",
+    "knot_sigmas",
     "sample_euler_maruyama",
     "sample_predictor_corrector",
     "sample_ancestral",
@@ -571,7 +574,8 @@ def warped_sigmas(n: int, sigma_end: float, sigma_max: float, warp: float) -> to
 
 def optimize_sigmas(denoiser, x_pilot: torch.Tensor, n: int, solver: str = "dpmpp_3m", *,
                     sigma_min: float, sigma_max: float, reference: torch.Tensor | None = None,
-                    reference_steps: int = 500, max_evals: int = 40, solver_options: dict | None = None):
+                    reference_steps: int = 500, max_evals: int = 40, refine_evals: int = 0,
+                    starts=(), solver_options: dict | None = None):
     """Fit ``n`` noise levels for ``solver`` to one model, from the model alone.
 
     The rule (in the spirit of "Align Your Steps", Sabour et al. 2024, with the sampling error
@@ -586,8 +590,12 @@ def optimize_sigmas(denoiser, x_pilot: torch.Tensor, n: int, solver: str = "dpmp
 
     The step into sigma = 0 stays a single step, so a larger sigma_end trades the last, cheap
     steps near the data for smaller steps higher up (the effect of diffusers' "trailing" spacing,
-    here chosen for the model instead of fixed). Returns ``(sigmas, info)`` with info the chosen
-    ``sigma_end``, ``warp``, the pilot RMSE and the number of solves.
+    here chosen for the model instead of fixed). With ``refine_evals`` > 0 a second stage,
+    :func:`refine_sigmas`, frees the step sizes themselves (up to 8 knots) and moves them within
+    that many more solves, starting from the warped fit or from any of the schedules in
+    ``starts`` (n levels then 0, e.g. the general-purpose ones) that does better on the pilot
+    (``info["start"] == "given"``). Returns ``(sigmas, info)`` with info the chosen ``sigma_end``,
+    ``warp``, the pilot RMSE and the number of solves (and the refined RMSE and its solves).
     """
     from scipy.optimize import minimize
 
@@ -620,7 +628,85 @@ def optimize_sigmas(denoiser, x_pilot: torch.Tensor, n: int, solver: str = "dpmp
              options=dict(initial_simplex=simplex, maxfev=max(1, max_evals - len(grid)), xatol=1e-3, fatol=0))
     (log_end, warp), err = min(seen.items(), key=lambda kv: kv[1])
     info = dict(sigma_end=math.exp(log_end), warp=warp, pilot_rmse=err, solves=len(seen))
-    return levels((log_end, warp)), info
+    sigmas = levels((log_end, warp))
+    for other in starts:  # other schedules of n levels: keep whichever does best on the pilot
+        other = torch.as_tensor(other, dtype=torch.float64)
+        out = sample(denoiser, x_pilot, other, solver, **(solver_options or {}))
+        other_err = float((out - reference).flatten(1).pow(2).sum(1).mean().sqrt())
+        if len(other) == n + 1 and other_err < info["pilot_rmse"]:
+            sigmas, info["pilot_rmse"], info["start"] = other, other_err, "given"
+    if refine_evals > 0:
+        sigmas, refined = refine_sigmas(denoiser, x_pilot, sigmas, solver, reference=reference,
+                                        sigma_min=sigma_min, max_evals=refine_evals,
+                                        solver_options=solver_options)
+        info.update(refined)
+    return sigmas, info
+
+
+def knot_sigmas(knots, n: int, sigma_max: float, sigma_min: float) -> torch.Tensor:
+    """``n`` levels from ``sigma_max`` with free step sizes, then 0: the family of :func:`refine_sigmas`.
+
+    The step i -> i+1 shrinks log sigma by softplus(k(i)), where k interpolates the ``knots``
+    linearly over the n - 1 steps (as many knots as steps makes every step free; fewer keep the
+    search small for long schedules). Levels never go below ``sigma_min``: a step that would is
+    clamped there, which leaves two equal levels - not a schedule, and :func:`refine_sigmas`
+    scores it as infinitely bad.
+    """
+    knots = torch.as_tensor(knots, dtype=torch.float64)
+    pos = torch.linspace(0, knots.numel() - 1, n - 1, dtype=torch.float64)
+    lo = pos.floor().long().clamp(max=knots.numel() - 1)
+    hi = (lo + 1).clamp(max=knots.numel() - 1)
+    k = knots[lo] + (pos - lo) * (knots[hi] - knots[lo])
+    logs = math.log(sigma_max) - torch.cumsum(torch.nn.functional.softplus(k), 0)
+    top = torch.tensor([sigma_max], dtype=torch.float64)
+    return torch.cat([top, logs.exp().clamp(min=sigma_min), torch.zeros(1, dtype=torch.float64)])
+
+
+def refine_sigmas(denoiser, x_pilot: torch.Tensor, sigmas: torch.Tensor, solver: str, *,
+                  reference: torch.Tensor, sigma_min: float, max_evals: int = 200,
+                  max_knots: int = 8, solver_options: dict | None = None):
+    """Refine a schedule's step sizes one by one against a fine solution of the same pilot noise.
+
+    The second stage of :func:`optimize_sigmas`: the schedule ``sigmas`` (n levels, then 0) is
+    written as :func:`knot_sigmas` with min(n - 1, ``max_knots``) knots fitted to it, and Powell's
+    method moves the knots to lower the pilot RMSE to ``reference``, within ``max_evals``
+    solves. Only the pilot noise and the model are used. Returns ``(sigmas, info)``; info holds
+    the refined pilot RMSE and the solves spent. The result is never worse on the pilot than
+    the starting schedule (which is kept if nothing better is found).
+    """
+    from scipy.optimize import minimize
+
+    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    n = len(s) - 1
+    if n < 2 or float(s[-1]) != 0.0:
+        raise ValueError(f"sigmas must hold at least 2 levels and end at 0, got {s.tolist()}")
+    gaps = (s[:-2].log() - s[1:-1].log()).clamp(min=1e-6)
+    n_knots = min(n - 1, max_knots)
+    at = torch.linspace(0, n - 2, n_knots).round().long()
+    knots0 = torch.log(torch.expm1(gaps[at])).tolist()
+    seen: dict[tuple, float] = {}
+
+    def loss(p) -> float:
+        key = tuple(round(v, 6) for v in p)
+        if key not in seen:
+            levels = knot_sigmas(p, n, float(s[0]), sigma_min)
+            if not bool((levels[1:] < levels[:-1]).all()):  # ran into sigma_min: not a schedule
+                seen[key] = float("inf")
+                return seen[key]
+            out = sample(denoiser, x_pilot, levels, solver, **(solver_options or {}))
+            err = (out - reference).flatten(1).pow(2).sum(1).mean().sqrt()
+            seen[key] = float(err) if bool(torch.isfinite(err)) else float("inf")
+        return seen[key]
+
+    start = sample(denoiser, x_pilot, s, solver, **(solver_options or {}))
+    start_err = float((start - reference).flatten(1).pow(2).sum(1).mean().sqrt())
+    with warnings.catch_warnings():  # Powell's line search meets the infinite scores of non-schedules
+        warnings.simplefilter("ignore", RuntimeWarning)
+        minimize(loss, knots0, method="Powell", options=dict(maxfev=max_evals, xtol=1e-2))
+    best, err = min(seen.items(), key=lambda kv: kv[1])
+    if err >= start_err:
+        return s, dict(refined_rmse=start_err, refine_solves=len(seen) + 1)
+    return knot_sigmas(best, n, float(s[0]), sigma_min), dict(refined_rmse=err, refine_solves=len(seen) + 1)
 
 
 # --------------------------------------------------------------------------------------------
