@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diffnotes.methods.ccdf import (TASKS, ccdf_start, coupled_distances, make_task,
-                                    truncated_sigmas)
+                                    smooth_fill, truncated_sigmas)
 from diffnotes.methods.ilvr import block_lowpass
 from diffnotes.sampling import sigma_schedule
 from diffnotes.theory.proofs.inverse_proofs import gaussian_step_factor
@@ -89,3 +89,16 @@ def test_coupled_gaussian_chains_contract_by_the_proved_factor():
     # the product telescopes to v / (v + sigma_0^2)
     assert torch.allclose(d[-1] / d[0], torch.full((6,), V / (V + s[0] ** 2),
                                                    dtype=torch.float64), rtol=1e-9)
+
+
+def test_smooth_fill_keeps_observed_pixels_and_fills_constants_exactly():
+    const = torch.full((2, 1, 16, 16), -0.4, dtype=torch.float64)
+    task = make_task("inpaint", const, 0)
+    assert torch.allclose(task.estimate, const)  # a constant image is filled exactly
+    ramp = torch.linspace(-1, 1, 16, dtype=torch.float64).expand(1, 1, 16, 16).contiguous()
+    filled = smooth_fill(ramp * make_task("inpaint", ramp, 0).mask,
+                         make_task("inpaint", ramp, 0).mask)
+    # a linear ramp is harmonic: the fill should come close to it, much closer than a mean fill
+    hole = make_task("inpaint", ramp, 0).mask == 0
+    assert (filled - ramp)[hole].abs().max() < 0.2
+    assert filled[hole].min() >= -1 and filled[hole].max() <= 1

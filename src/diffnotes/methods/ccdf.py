@@ -32,7 +32,7 @@ from ..sampling import sample, sigma_schedule
 from .ilvr import ProjectionRefine, block_lowpass
 
 __all__ = ["TASKS", "truncated_sigmas", "ccdf_start", "ccdf_sample", "make_task",
-           "InverseTask", "coupled_distances"]
+           "InverseTask", "smooth_fill", "coupled_distances"]
 
 TASKS = ("denoise", "sr", "inpaint")
 
@@ -70,6 +70,17 @@ def ccdf_sample(denoiser, estimate: torch.Tensor, sigmas, *, refine=None, sigma_
                   callback=callback)
 
 
+def smooth_fill(measurement: torch.Tensor, mask: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """Inpainting's cheap estimate: start the missing pixels at the observed mean, then replace
+    them ``iterations`` times by a Gaussian blur (1 pixel) of the current image, keeping the
+    observed ones: a discrete heat-equation fill from the hole's border."""
+    fill = measurement.sum(dim=(2, 3), keepdim=True) / mask.sum(dim=(2, 3), keepdim=True)
+    z = measurement + (1 - mask) * fill
+    for _ in range(iterations):
+        z = measurement + (1 - mask) * degradations.gaussian_blur(z, 1.0)
+    return z
+
+
 class InverseTask:
     """One inverse problem on a batch of clean images ``x``: the measurement, the initial
     estimate, and the data-consistency map (a fresh :class:`ProjectionRefine` per run)."""
@@ -89,13 +100,11 @@ class InverseTask:
             self.estimate = degradations.upsample(self.measurement, factor)  # bicubic
             self.reference = F.interpolate(self.measurement, scale_factor=factor, mode="nearest")
             self.project = lambda z: block_lowpass(z, factor)
-        else:  # inpaint: a missing central box; the estimate fills it with the observed mean
+        else:  # inpaint: a missing central box, filled smoothly from its border
             side = box or x.shape[-1] // 2
             self.mask = degradations.box_mask(x.shape, side, side).to(x.dtype)
             self.measurement = self.mask * x
-            fill = self.measurement.sum(dim=(2, 3), keepdim=True) / self.mask.sum(
-                dim=(2, 3), keepdim=True)
-            self.estimate = self.measurement + (1 - self.mask) * fill
+            self.estimate = smooth_fill(self.measurement, self.mask)
             self.reference = self.measurement
             self.project = lambda z: self.mask * z
 
