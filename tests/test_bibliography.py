@@ -35,7 +35,7 @@ NOTES_PAPERS = {
     "jolicoeurmartineau2021gotta", "jing2022subspace", "li2022srdiff", "saharia2022image",
     "choi2021ilvr", "song2019sliced", "havasi2019minimal", "harsha2007communication",
 }
-BOOK_PAPERS = {"theis2022lossy"}  # chapters the book adds to the notes' papers (the bridge)
+BOOK_PAPERS = {"theis2022lossy", "ho2022classifier"}  # chapters the book adds to the notes' papers (the bridge)
 EXTRA_KEYS = {
     "heusel2017gans", "anderson1982reverse", "lu2022dpm", "lu2022dpmsolverpp",
     "salimans2022progressive", "efron2011tweedie", "weng2021what",

@@ -1,0 +1,322 @@
+"""Guidance: steering a diffusion model towards a class (Dhariwal & Nichol 2021; Ho & Salimans 2022).
+
+Both methods change only the denoiser a sampler sees, so every solver of
+:mod:`diffnotes.sampling` samples a guided model unchanged. In the book's coordinates
+(x = x0 + sigma n, a denoiser D(x; sigma) ~ E[x0 | x], score (D - x) / sigma^2):
+
+**Classifier guidance** (ADM, Sec. 4) adds ``s`` times the gradient of a *noise-aware*
+classifier's log-probability to the model's score,
+
+    score_s(x; sigma, y) = grad log p_sigma(x) + s grad log p_sigma(y | x),
+
+the score of p_sigma(x) p_sigma(y | x)^s up to normalisation (proof ``guided_score_tilt``).
+Through Tweedie's formula the guided denoiser is D + s sigma^2 grad log p_sigma(y | x)
+(:func:`classifier_guided`, written with the conversions of :mod:`diffnotes.parameterization`).
+
+**Classifier-free guidance** (Ho & Salimans 2022, eq. 6) trains one network with and without
+the label (label dropout, :class:`LabelDropout`; the null label is the all-zero one-hot that
+:class:`diffnotes.nets.UNet` embeds as zero) and mixes the two predictions,
+
+    eps_w = (1 + w) eps(x, y) - w eps(x),
+
+which is classifier guidance at scale 1 + w with the *implicit* classifier
+p(y | x) proportional to p(x | y) / p(x) (proof ``cfg_implicit_classifier``);
+:func:`classifier_free`.
+
+The noise-aware classifier (:class:`NoisyDigitsClassifier`) learns p_sigma(y | x) on the
+``train`` split of the digits, the split the diffusion models learn from. It is *not* the
+classifier that grades samples (:func:`diffnotes.features.digits_classify`, trained on its own
+``classifier`` split): guidance pushes samples to please its own classifier, so grading them
+with that same classifier would score how well it was fooled, not whether the digits are right.
+
+Used by the chapters on ADM (``dhariwal2021diffusion``) and classifier-free guidance
+(``ho2022classifier``) and their lab notebooks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import constants as K
+from .parameterization import (denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
+                               score_to_denoiser)
+from .precond import EDMPrecond
+
+__all__ = ["NUM_CLASSES", "NoisyDigitsClassifier", "ClassifierLoss", "LabelDropout", "one_hot",
+           "null_labels", "balanced_labels", "classifier_log_prob_grad", "classifier_guided",
+           "classifier_free", "conditioned", "sweep", "classifier_accuracy_at", "digits_denoiser",
+           "fit_digits_denoiser", "fit_noisy_classifier", "P_UNCOND"]
+
+P_UNCOND = 0.2  # label dropout of the digits networks (Ho & Salimans try 0.1 and 0.2, Table 1)
+
+NUM_CLASSES = 10  # the ten digits
+
+
+def one_hot(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Integer labels (N,) as float one-hot rows (N, num_classes); one-hot input passes through."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim == 2 and labels.shape[1] == num_classes and labels.is_floating_point():
+        return labels
+    if labels.ndim != 1 or labels.is_floating_point():
+        raise ValueError(f"labels must be integer classes of shape (N,) or one-hot rows (N, {num_classes}); "
+                         f"got {labels.dtype} of shape {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values from {int(labels.min())} "
+                         f"to {int(labels.max())}")
+    return F.one_hot(labels.long(), num_classes).float()
+
+
+def null_labels(n: int, num_classes: int = NUM_CLASSES, device=None) -> torch.Tensor:
+    """The null label of classifier-free guidance: n all-zero one-hot rows (the class embedding
+    of :class:`diffnotes.nets.UNet` maps them to zero, so the network sees no class)."""
+    return torch.zeros(n, num_classes, device=device)
+
+
+def balanced_labels(n: int, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """n labels cycling through the classes (0, 1, ..., 9, 0, ...): every class asked for equally."""
+    if n < 1:
+        raise ValueError(f"n must be a positive number of labels, got {n}")
+    return torch.arange(n) % num_classes
+
+
+# ----------------------------------------------------------------------------------------------
+# The noise-aware classifier p_sigma(y | x) and its loss
+# ----------------------------------------------------------------------------------------------
+
+
+class NoisyDigitsClassifier(nn.Module):
+    """A small CNN for p_sigma(y | x) on 8x8 digits at any noise level sigma.
+
+    The input is preconditioned as EDM's networks are: x is scaled by c_in(sigma) = 1 /
+    sqrt(sigma^2 + sigma_data^2) to unit variance, and c_noise(sigma) = ln(sigma) / 4 enters as a
+    second input channel (ADM's classifier is the encoder half of its U-Net with the timestep
+    embedding; a constant channel is the smallest way to tell a CNN the noise level).
+    """
+
+    def __init__(self, width: int = 32, num_classes: int = NUM_CLASSES,
+                 sigma_data: float = K.EDM_SIGMA_DATA):
+        super().__init__()
+        self.sigma_data, self.num_classes = float(sigma_data), num_classes
+        self.conv1 = nn.Conv2d(2, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.conv3 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.fc = nn.Linear(2 * width * 2 * 2, 4 * width)
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """Logits (N, num_classes) of p_sigma(y | x) for x (N, 1, 8, 8) at noise level sigma."""
+        if x.ndim != 4 or x.shape[1:] != (1, 8, 8):
+            raise ValueError(f"x must be 8x8 digits of shape (N, 1, 8, 8), got {tuple(x.shape)}")
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        if sigma.shape != (x.shape[0],):
+            raise ValueError(f"sigma must be 0-d or of shape ({x.shape[0]},), got {tuple(sigma.shape)}")
+        # EDM's c_in and c_noise, taken from its preconditioning (one formula, one place)
+        _, _, c_in, c_noise = EDMPrecond.coefficients(self, sigma.reshape(-1, 1, 1, 1))
+        h = torch.cat([c_in * x, c_noise.expand_as(x)], dim=1)
+        h = F.silu(self.conv1(h))
+        h = F.max_pool2d(F.silu(self.conv2(h)), 2)
+        h = F.max_pool2d(F.silu(self.conv3(h)), 2)
+        return self.head(F.silu(self.fc(h.flatten(1))))
+
+
+class ClassifierLoss:
+    """Cross-entropy of p_sigma(y | x0 + sigma n) with ln sigma uniform on [ln sigma_min, ln sigma_max].
+
+    The loss contract of :func:`diffnotes.train.fit` (``loss_fn(model, x0, class_labels)`` ->
+    per-sample loss), so the classifier trains in the same loop, with the same
+    ``DIFFNOTES_TRAIN_STEPS`` cap, as every diffusion model. The noise levels cover every level
+    the EDM sampler visits (ADM draws its classifier's timesteps uniformly for the same reason).
+    """
+
+    def __init__(self, sigma_min: float = K.EDM_SIGMA_MIN, sigma_max: float = K.EDM_SIGMA_MAX):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+
+    def __call__(self, model, x0, class_labels=None):
+        if class_labels is None:
+            raise ValueError("ClassifierLoss needs class labels: pass the data as an (x, labels) pair")
+        u = torch.rand(x0.shape[0], device=x0.device)
+        sigma = self.sigma_min * (self.sigma_max / self.sigma_min) ** u
+        x = x0 + torch.randn_like(x0) * sigma.reshape(-1, 1, 1, 1)
+        return F.cross_entropy(model(x, sigma), class_labels.long(), reduction="none")
+
+
+class LabelDropout:
+    """Wrap a diffusion loss so that each label is replaced by the null label with probability p.
+
+    Ho & Salimans (2022, Alg. 1) train one network on p(x | y) and p(x) at once this way
+    (p_uncond = 0.1 or 0.2 in their Table 1). The labels reach the network as one-hot rows; a
+    dropped row is all zero (:func:`null_labels`). Randomness comes from torch's global
+    generator, which :func:`diffnotes.train.fit` seeds.
+    """
+
+    def __init__(self, loss: Callable, p_uncond: float, num_classes: int = NUM_CLASSES):
+        if not 0 <= p_uncond <= 1:
+            raise ValueError(f"p_uncond must be a probability in [0, 1], got {p_uncond}")
+        self.loss, self.p_uncond, self.num_classes = loss, float(p_uncond), num_classes
+
+    def __call__(self, model, x0, class_labels=None):
+        if class_labels is None:
+            raise ValueError("LabelDropout needs class labels: pass the data as an (x, labels) pair")
+        rows = one_hot(class_labels, self.num_classes).to(x0.device)
+        keep = torch.rand(rows.shape[0], device=x0.device) >= self.p_uncond
+        return self.loss(model, x0, rows * keep.unsqueeze(1).to(rows.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# Guided denoisers (the sampler's contract: denoiser(x, sigma) -> D)
+# ----------------------------------------------------------------------------------------------
+
+
+def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, sigma, labels: torch.Tensor) -> torch.Tensor:
+    """grad_x log p_sigma(y | x) for each sample's label (N,), shaped like x."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        log_probs = F.log_softmax(classifier(x, sigma), dim=1)
+        picked = log_probs.gather(1, labels.long().reshape(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(picked, x)
+    return grad
+
+
+def _call_model(denoiser, x, sigma, model_labels):
+    return denoiser(x, sigma) if model_labels is None else denoiser(x, sigma, model_labels)
+
+
+def classifier_guided(denoiser: Callable, classifier: nn.Module, labels: torch.Tensor, scale: float,
+                      model_labels: torch.Tensor | None = None) -> Callable:
+    """The classifier-guided denoiser D_s(x; sigma, y), a ``denoiser(x, sigma)`` for the samplers.
+
+    score_s = (D(x; sigma) - x) / sigma^2 + s grad log p_sigma(y | x), turned back into a
+    denoiser by Tweedie's formula (so D_s = D + s sigma^2 grad log p_sigma(y | x)). ``labels``
+    (N,) are the classes asked for; ``model_labels`` is what the diffusion model is given
+    (None for an unconditional network, :func:`null_labels` for a label-dropout network's
+    unconditional mode, or the labels themselves to guide a conditional model, as ADM does).
+    ``scale`` 0 returns the model's own denoiser.
+    """
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"the guidance scale must be a finite number >= 0, got {scale}")
+    labels = torch.as_tensor(labels)
+
+    def guided(x, sigma):
+        with torch.no_grad():
+            denoised = _call_model(denoiser, x, sigma, model_labels)
+        if scale == 0:
+            return denoised
+        score = denoiser_to_score(denoised, x, sigma)
+        score = score + scale * classifier_log_prob_grad(classifier, x, sigma, labels)
+        return score_to_denoiser(score, x, sigma).detach()
+
+    return guided
+
+
+def classifier_free(denoiser: Callable, labels: torch.Tensor, weight: float,
+                    num_classes: int = NUM_CLASSES) -> Callable:
+    """The classifier-free guided denoiser: eps_w = (1 + w) eps(x, y) - w eps(x) (Ho & Salimans eq. 6).
+
+    ``denoiser(x, sigma, class_labels)`` must take one-hot rows and the all-zero null label
+    (a network trained with :class:`LabelDropout`). The conditional and unconditional
+    predictions come from one batched call of twice the size. w = 0 is the conditional model.
+    """
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"the guidance weight w must be a finite number >= 0, got {weight}")
+    cond = one_hot(labels, num_classes)
+
+    @torch.no_grad()
+    def guided(x, sigma):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        sigma_n = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        rows = torch.cat([cond.to(x.device), null_labels(x.shape[0], num_classes, x.device)])
+        both = denoiser(torch.cat([x, x]), torch.cat([sigma_n, sigma_n]), rows)
+        eps_cond = denoiser_to_eps(both[: x.shape[0]], x, sigma_n)
+        eps_uncond = denoiser_to_eps(both[x.shape[0]:], x, sigma_n)
+        return eps_to_denoiser((1 + weight) * eps_cond - weight * eps_uncond, x, sigma_n)
+
+    return guided
+
+
+def conditioned(denoiser: Callable, class_labels: torch.Tensor) -> Callable:
+    """Bind labels: ``denoiser(x, sigma, class_labels)`` as the samplers' ``denoiser(x, sigma)``."""
+
+    @torch.no_grad()
+    def bound(x, sigma):
+        return denoiser(x, sigma, class_labels)
+
+    return bound
+
+
+def sweep(make_denoiser: Callable[[float], Callable], strengths: Sequence[float], shape: tuple,
+          sigmas: torch.Tensor, seed: int, solver: str = "heun") -> dict[float, torch.Tensor]:
+    """Samples for each guidance strength, all from the same starting noise (seeded with ``seed``).
+
+    ``make_denoiser(strength)`` returns a ``denoiser(x, sigma)``; the shared noise makes the
+    strengths a paired comparison (only the guidance differs between them).
+    """
+    from .sampling import sample
+
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * float(sigmas[0])
+    return {float(s): sample(make_denoiser(s), noise.clone(), sigmas, solver).clamp(-1, 1)
+            for s in strengths}
+
+
+@torch.no_grad()
+def classifier_accuracy_at(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, sigma: float,
+                           seed: int = 0) -> float:
+    """Accuracy of a noise-aware classifier on images noised to level ``sigma`` (a held-out check)."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    logits = classifier(images + sigma * noise, torch.tensor(float(sigma)))
+    return (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+# ----------------------------------------------------------------------------------------------
+# The two trained parts of the guidance notebooks, one recipe each
+# ----------------------------------------------------------------------------------------------
+
+
+def digits_denoiser(scale_shift: bool = True, ch: int = 16) -> nn.Module:
+    """A class-conditional digits U-Net under EDM preconditioning: D(x; sigma, one-hot label).
+
+    ``scale_shift`` True conditions every residual block by AdaGN (ADM), False by adding the
+    embedding (DDPM); everything else, the parameter count included up to the AdaGN projections,
+    is the same.
+    """
+    from .nets import UNet
+
+    return EDMPrecond(UNet.digits(ch=ch, num_classes=NUM_CLASSES, scale_shift=scale_shift))
+
+
+def fit_digits_denoiser(seed: int, steps: int, *, scale_shift: bool = True, p_uncond: float = P_UNCOND,
+                        ch: int = 16, batch_size: int = 64, lr: float = 1e-3):
+    """Train :func:`digits_denoiser` on the ``train`` digits with EDM's loss and label dropout.
+
+    One network learns D(x; sigma, y) and, through the null label, D(x; sigma): the conditional
+    model, classifier-free guidance and the unconditional base of classifier guidance all come
+    from it. Returns :class:`diffnotes.train.TrainResult` (use ``model_ema``).
+    """
+    from .data import load_digits
+    from .methods.edm import EDMLoss
+    from .train import fit
+
+    x, y = load_digits("train")
+    torch.manual_seed(seed)  # the network's initialisation
+    return fit(digits_denoiser(scale_shift, ch), LabelDropout(EDMLoss(), p_uncond), (x, y), steps,
+               lr=lr, batch_size=batch_size, ema_halflife=max(steps / 20, 5), warmup=min(50, steps // 4),
+               progress=False, seed=seed)
+
+
+def fit_noisy_classifier(seed: int, steps: int, *, width: int = 32, batch_size: int = 64, lr: float = 2e-3):
+    """Train :class:`NoisyDigitsClassifier` on the ``train`` digits (never the grading classifier's
+    ``classifier`` split, nor the evaluation split) with :class:`ClassifierLoss`."""
+    from .data import load_digits
+    from .train import fit
+
+    x, y = load_digits("train")
+    torch.manual_seed(seed)
+    return fit(NoisyDigitsClassifier(width), ClassifierLoss(), (x, y), steps, lr=lr, batch_size=batch_size,
+               warmup=min(20, steps // 4), weight_decay=0.01, progress=False, seed=seed)
