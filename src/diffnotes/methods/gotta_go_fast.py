@@ -152,13 +152,16 @@ def _check_run(x, sde_eps: float, h_init: float, max_iters: int) -> None:
 def adaptive_sample(denoiser, sde: str, x: torch.Tensor, *, eps_abs: float, eps_rel: float,
                     theta: float = THETA, r: float = EXPONENT, h_init: float = H_INIT,
                     eps: float = EPS_SAMPLE, norm: str = "l2", extrapolate: bool = True,
-                    max_iters: int = 100_000, generator: torch.Generator | None = None, **params):
+                    reject: bool = True, max_iters: int = 100_000, generator: torch.Generator | None = None,
+                    **params):
     """Sample the reverse SDE of ``sde`` with the adaptive solver (see the module doc).
 
     ``x`` is the start at t = 1 in EDM coordinates (e.g. ``score_sde.prior_sample``); the return
     value is ``(sample, stats)``, the sample denoised at t = ``eps`` in EDM coordinates and an
     :class:`AdaptiveStats`. ``extrapolate=False`` keeps the Euler-Maruyama proposal y' instead
-    of y''. ``params`` override the SDE's parameters (e.g. ``sigma_max`` for VE).
+    of y''. ``reject=False`` accepts every step (the step size still follows the error): an
+    ablation that shows what rejecting and redrawing the Brownian increment does to the law.
+    ``params`` override the SDE's parameters (e.g. ``sigma_max`` for VE).
     """
     _check_tolerances(eps_abs, eps_rel)
     _check_run(x, eps, h_init, max_iters)
@@ -184,7 +187,7 @@ def adaptive_sample(denoiser, sde: str, x: torch.Tensor, *, eps_abs: float, eps_
         k2 = _increment(denoiser, proc, y_em, t_a - h_a, h_a, z)  # same Brownian increment
         y_heun = y_a + 0.5 * (k1 + k2)  # improved Euler
         error = scaled_error(y_heun - y_em, mixed_tolerance(y_em, y_prev[idx], eps_abs, eps_rel), norm)
-        ok = error <= 1
+        ok = (error <= 1) | (not reject)
         ok_b = append_dims(ok.to(y.dtype), y_a) > 0  # per-sample mask, broadcast
         y[idx] = torch.where(ok_b, y_heun if extrapolate else y_em, y_a)
         y_prev[idx] = torch.where(ok_b, y_em, y_prev[idx])
