@@ -19,7 +19,10 @@ __all__ = ["PROOFS", "guided_score_check", "cfg_implicit_check"]
 
 
 def _zero(expr) -> ProofResult:
-    r = sp.simplify(sp.cancel(sp.together(sp.expand(expr))))
+    """``expr`` is identically 0: a rational cancel first, ``simplify`` only if that leaves a rest."""
+    r = sp.cancel(sp.together(sp.expand(expr)))
+    if r != 0:
+        r = sp.simplify(r)
     return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
 
 
@@ -55,7 +58,6 @@ def guided_score_check(scale_factor=1) -> ProofResult:
     ``scale_factor`` != 1 states a wrong scale for the logit."""
     x, _, joint, marginal, _ = _mixture()
     s = sp.Symbol("s", positive=True)
-    posterior1 = joint[1] / marginal  # p_sigma(y = 1 | x)
     guided = _dlog(marginal, x) + s * (_dlog(joint[1], x) - _dlog(marginal, x))
     tilted_log = sp.log(marginal) + s * (sp.log(joint[1]) - sp.log(marginal))  # log p p(y|x)^s
     score_ok = _zero(guided - sp.diff(tilted_log, x))
@@ -70,9 +72,11 @@ def guided_score_check(scale_factor=1) -> ProofResult:
     entropy_ok = _zero(sp.simplify(sp.expand_log(entropy_rate, force=True))
                        + s * a**2 * tilted * (1 - tilted))
     # the mixture's own logit is linear in x: the tilt scales how fast the posterior switches
-    logit_x = sp.expand(sp.expand_log(sp.log(posterior1 / (1 - posterior1)), force=True))
+    j0, j1 = sp.symbols("j_0 j_1", positive=True)  # the two joint densities at x
+    odds_ok = _zero((j1 / (j0 + j1)) / (1 - j1 / (j0 + j1)) - j1 / j0)  # odds = joint ratio
+    logit_x = sp.expand(sp.expand_log(sp.log(joint[1]) - sp.log(joint[0]), force=True))
     linear_ok = _zero(sp.diff(logit_x, x, 2))
-    return _combine(score_ok, logit_ok, rate_ok, entropy_ok, linear_ok)
+    return _combine(score_ok, logit_ok, rate_ok, entropy_ok, odds_ok, linear_ok)
 
 
 GUIDED_SCORE = Proof(
