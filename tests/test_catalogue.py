@@ -143,6 +143,31 @@ def test_unknown_metric_is_rejected(raw):
         _parse_with(raw, "ho2020denoising", results={"fid_imagenet": {"value": "1", "source": "Table 1", "checked": "abstract"}})
 
 
+OTHER = {"metric": "FID", "value": "2.97", "dataset": "ImageNet 128x128", "setting": "ADM-G",
+         "source": "Abstract", "checked": "abstract"}
+
+
+def test_other_results_parse_and_render(raw):
+    papers = _parse_with(raw, "dhariwal2021diffusion", other_results=[OTHER])
+    (o,) = next(p for p in papers if p.key == "dhariwal2021diffusion").other_results
+    assert (o.metric, o.value, o.dataset, o.render()) == ("FID", "2.97", "ImageNet 128x128", "2.97 (abs.)")
+    rows = _rows(catalogue.render_numbers(papers))
+    assert any("| FID (ImageNet 128x128) | 2.97 | ADM-G | Abstract | abstract |" in r for r in rows)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"source": "somewhere"}, r"other_results #1: field 'source' 'somewhere' must name"),
+    ({"checked": "hope"}, r"other_results #1: field 'checked' 'hope' is not one of"),
+    ({"value": 2.97}, r"other_results #1: every field must be a non-empty string"),
+    ({"dataset": None}, r"other_results #1: every field must be a non-empty string"),
+    ({"extra": "x"}, r"other_results #1: must have exactly the fields metric, value"),
+])
+def test_other_results_errors_name_the_entry(raw, change, message):
+    entry = {k: v for k, v in {**OTHER, **change}.items()}
+    with pytest.raises(ValueError, match=r"paper 'dhariwal2021diffusion', " + message):
+        _parse_with(raw, "dhariwal2021diffusion", other_results=[entry])
+
+
 def test_silent_change_of_a_notes_number_is_rejected(raw):
     """Dropping the iDDPM correction, or changing DDPM's FID, without saying why must fail."""
     with pytest.raises(ValueError, match=r"paper 'nichol2021improved': the notes say fid_uncond = '2.94' but the catalogue has None; add a notes_said"):
@@ -216,7 +241,7 @@ def test_corrections_table_shows_the_iddpm_fix():
 
 def test_numbers_table_lists_every_number():
     rows = _rows(catalogue.render_numbers())
-    assert len(rows) == sum(len(p.results) for p in catalogue.papers())
+    assert len(rows) == sum(len(p.results) + len(p.other_results) for p in catalogue.papers())
     assert any("karras2022elucidating" in r and "| 1.79 |" in r and "| Table 2 |" in r for r in rows)
 
 

@@ -50,13 +50,15 @@ def paper_numbers(key: str):
     from .markdown import table
 
     paper = catalogue.get(key)
-    if not paper.results:
+    if not paper.results and not paper.other_results:
         return Markdown(f"The paper catalogue lists no headline numbers for {paper.alias}: its claims are "
                         "qualitative or in figures, so the lab notebook reproduces claims, not a table.")
     rows = []
     for metric, r in paper.results.items():
         label, unit = catalogue.METRICS[metric]
         rows.append([label, f"{r.text} {unit}", r.setting, r.source])
+    for o in paper.other_results:
+        rows.append([f"{o.metric} ({o.dataset})", o.value, o.setting, o.source])
     return Markdown(table(["metric", "value", "setting", "source"], rows).rstrip("\n"))
 
 

@@ -65,6 +65,8 @@ SOURCE_PATTERN = re.compile(r"^(Table \d+[a-z]?|Section \d+(\.\d+)*|Appendix [A-
 
 _REQUIRED = ("key", "alias", "title", "venue", "year", "theme", "in_outlook_table", "contribution",
              "architecture", "results", "notes", "notes_said")
+_OPTIONAL = ("other_results",)
+OTHER_FIELDS = ("metric", "value", "dataset", "setting", "source", "checked")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,24 @@ class Result:
 
 
 @dataclass(frozen=True)
+class OtherResult:
+    """A number outside the CIFAR-10 columns: any ``metric`` on any ``dataset`` (ImageNet FIDs,
+    PSNR, speed-ups, ...), with the paper's ``source`` and how it was ``checked``. ``value`` is
+    the paper's text (e.g. "2.97" or "20x to 80x")."""
+
+    metric: str
+    value: str
+    dataset: str
+    setting: str
+    source: str
+    checked: str
+
+    def render(self) -> str:
+        mark = UNCONFIRMED_MARK if self.checked == "recall" else ""
+        return f"{self.value} ({_short_source(self.source)}){mark}"
+
+
+@dataclass(frozen=True)
 class Correction:
     """Where the notes differ from the catalogue: the field, what they said, and why it changed."""
 
@@ -112,6 +132,7 @@ class Paper:
     results: dict = field(default_factory=dict)  # metric -> Result
     notes: dict = field(default_factory=dict)  # field -> what the notes wrote (str)
     notes_said: tuple = ()  # of Correction
+    other_results: tuple = ()  # of OtherResult
 
     def result(self, metric: str) -> Result | None:
         if metric not in METRICS:
@@ -178,6 +199,25 @@ def _parse_result(metric: str, raw, where: str) -> Result:
     return Result(metric, text, source, checked, " ".join(setting.split()), bound)
 
 
+def _parse_other_results(raw, where: str) -> tuple:
+    if not isinstance(raw, list):
+        _fail(where, "field 'other_results' must be a list of {metric, value, dataset, setting, source, checked}")
+    out = []
+    for j, r in enumerate(raw):
+        rw = f"{where}, other_results #{j + 1}"
+        if not isinstance(r, dict) or set(r) != set(OTHER_FIELDS):
+            _fail(rw, f"must have exactly the fields {', '.join(OTHER_FIELDS)}")
+        if not all(isinstance(r[f], str) and r[f].strip() for f in OTHER_FIELDS):
+            _fail(rw, "every field must be a non-empty string (quote numbers to keep the paper's digits)")
+        if not SOURCE_PATTERN.match(r["source"]):
+            _fail(rw, f"field 'source' {r['source']!r} must name the paper's place, e.g. 'Table 2', "
+                      "'Section 4.1', 'Appendix C' or 'Abstract'")
+        if r["checked"] not in CHECKED:
+            _fail(rw, f"field 'checked' {r['checked']!r} is not one of {', '.join(CHECKED)}")
+        out.append(OtherResult(*(" ".join(r[f].split()) for f in OTHER_FIELDS)))
+    return tuple(out)
+
+
 def _parse_paper(raw, index: int) -> Paper:
     if not isinstance(raw, dict):
         _fail(f"paper #{index + 1}", f"must be a mapping, got {type(raw).__name__}")
@@ -186,9 +226,9 @@ def _parse_paper(raw, index: int) -> Paper:
     missing = [name for name in _REQUIRED if name not in raw]
     if missing:
         _fail(where, f"missing field(s) {missing}")
-    unknown = sorted(set(raw) - set(_REQUIRED))
+    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        _fail(where, f"unknown field(s) {unknown}; valid: {', '.join(_REQUIRED)}")
+        _fail(where, f"unknown field(s) {unknown}; valid: {', '.join(_REQUIRED + _OPTIONAL)}")
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
         _fail(where, f"field 'key' {key!r} must look like <author><year><word>, e.g. 'ho2020denoising'")
     year = raw["year"]
@@ -248,6 +288,7 @@ def _parse_paper(raw, index: int) -> Paper:
         results=results,
         notes=notes,
         notes_said=tuple(corrections),
+        other_results=_parse_other_results(raw.get("other_results", []), where),
     )
     _check_against_notes(paper, where)
     return paper

@@ -99,6 +99,9 @@ def render_numbers(items: list[Paper] | None = None) -> str:
             value = ("≤" if r.bound == "<=" else "") + r.text + (f" {unit}" if unit else "")
             row = [_cite(p.key), label, value, r.setting, r.source, r.checked]
             lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+        for o in p.other_results:
+            row = [_cite(p.key), f"{o.metric} ({o.dataset})", o.value, o.setting, o.source, o.checked]
+            lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
     return "\n".join(lines) + "\n"
 
 
