@@ -43,6 +43,7 @@ CHECKED = {
     "abstract": "the same number is stated in the paper's abstract",
     "secondary": "independent summaries of the paper agree on the number",
     "recall": "read from the named table earlier, not re-confirmed against a copy this time",
+    "table": "read in the named table of a full-text copy of the paper while writing this file",
 }
 UNCONFIRMED_MARK = "†"  # shown after numbers whose `checked` is "recall"
 
