@@ -137,7 +137,7 @@ CFG_IMPLICIT = Proof(
     name="cfg_implicit_classifier",
     title="Classifier-free guidance is classifier guidance at scale 1 + w with an implicit classifier",
     statement=(r"(1+w)\,\epsilon(x, y) - w\,\epsilon(x) = -\sigma\Big[\nabla_x \log p_\sigma(x)"
-               r" + (1+w)\,\nabla_x \log p^{i}_\sigma(y\mid x)\Big],\qquad"
+               r" + (1+w)\,\nabla_x \log p^{i}_\sigma(y\mid x)\Big],\qquad "
                r"p^{i}_\sigma(y\mid x) = \frac{p_\sigma(x\mid y)\,p(y)}{p_\sigma(x)}"),
     steps=[
         ("In the book's coordinates (x = x0 + sigma n) the noise prediction is eps = -sigma "
