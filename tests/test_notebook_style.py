@@ -1,10 +1,13 @@
-"""House style of the lab notebooks: the setup cell first, then the title; code a reader sees on
-the page stays within about 80 columns (no horizontal scrolling)."""
+"""House style of the lab notebooks: the title first, then the setup cell, which installs the
+package from the repository address set once in `_config.yml` (`repository.url`) and says in one
+line what to do when that fails; code a reader sees on the page stays within about 80 columns
+(no horizontal scrolling)."""
 
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -16,10 +19,18 @@ def _cells(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_setup_cell_then_title(path):
+def test_title_then_setup_cell(path):
     cells = _cells(path)
-    assert cells[0]["cell_type"] == "code" and "get_profile()" in "".join(cells[0]["source"])
-    assert cells[1]["cell_type"] == "markdown" and "".join(cells[1]["source"]).startswith("# ")
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# "), (
+        f"{path.name}: the first cell must be the title (a Markdown cell starting with '# ')")
+    setup = "".join(cells[1]["source"])
+    assert cells[1]["cell_type"] == "code" and "get_profile()" in setup, (
+        f"{path.name}: the second cell must be the setup cell")
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    assert f'REPO = "{url}"' in setup, (
+        f"{path.name}: the setup cell must install from _config.yml's repository.url ({url})")
+    # installing may fail (no network, or the address does not serve the package): say what to do
+    assert ".returncode" in setup and "pip install -e ." in setup and "check=True" not in setup
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
