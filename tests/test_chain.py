@@ -96,3 +96,58 @@ def test_bad_input():
         chain.check_steps(torch.tensor([0, 3]), 10)
     with pytest.raises(ValueError, match="betas must be"):
         DiscreteSchedule(torch.tensor([0.5, 1.0]))
+
+
+def test_even_respacing_does_not_depend_on_torch_default_dtype():
+    # float32 and float64 linspace round differently at some half-way points (132 of the 1,000
+    # counts at T = 1000); the rule fixes float64, so the default dtype must not matter
+    before = torch.get_default_dtype()
+    try:
+        results = {}
+        for dtype in (torch.float32, torch.float64):
+            torch.set_default_dtype(dtype)
+            results[dtype] = [chain.respace_steps(1000, k) for k in range(1, 1001)]
+    finally:
+        torch.set_default_dtype(before)
+    assert all(torch.equal(a, b) for a, b in zip(results[torch.float32], results[torch.float64]))
+    # and the result is float64 rounding: 15 of 1000 is one of the counts float32 gets wrong
+    want = torch.linspace(999, 0, 15, dtype=F64).round().long()
+    assert torch.equal(chain.respace_steps(1000, 15), want)
+    assert not torch.equal(torch.linspace(999, 0, 15, dtype=torch.float32).round().long(), want)
+
+
+def test_ddim_spacing_is_adms_ddimK_rule():
+    # ADM / iDDPM's space_timesteps(T, "ddimK"): range(0, T, i) for the smallest stride i giving K
+    def ddimk(T, k):
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == k:
+                return sorted(range(0, T, stride), reverse=True)
+        return None
+
+    valid = [k for k in range(1, 1001) if ddimk(1000, k) is not None]
+    assert len(valid) == 62
+    differ = 0
+    for k in valid:
+        got = chain.respace_steps(1000, k, "ddim")
+        assert got.tolist() == ddimk(1000, k)
+        differ += not torch.equal(got, chain.respace_steps(1000, k, "leading"))
+        if 1000 % k == 0:  # "leading" is the ddimK rule exactly when K divides T
+            assert torch.equal(got, chain.respace_steps(1000, k, "leading"))
+    assert differ == 47
+    # ddim50 stops at 980; the even ladder keeps 999 and shares only 2 of its 50 steps with it
+    ddim50, even50 = chain.respace_steps(1000, 50, "ddim"), chain.respace_steps(1000, 50)
+    assert int(ddim50[0]) == 980 and int(even50[0]) == 999
+    assert len(set(ddim50.tolist()) & set(even50.tolist())) == 2
+    with pytest.raises(ValueError, match="stride"):
+        chain.respace_steps(1000, 1, "ddim")  # no stride below T gives a single step
+    short, kept = DiscreteSchedule.linear().respace(50, "ddim")
+    assert torch.equal(kept, ddim50.flip(0) + 1) and short.T == 50
+
+
+def test_notebook_step_counts_are_the_same_under_float32_and_float64_rounding():
+    # the counts the stored notebooks use (bao2022analytic, nichol2021improved, song2021denoising,
+    # ho2020denoising): the float64 fix leaves each of their ladders unchanged
+    for T, counts in [(1000, (10, 20, 25, 50, 100, 500, 1000)), (250, (25, 250)), (40, range(2, 41))]:
+        for k in counts:
+            old = torch.linspace(T - 1, 0, k, dtype=torch.float32).round().long()
+            assert torch.equal(chain.respace_steps(T, k), old), (T, k)

@@ -10,7 +10,7 @@ importance sampling; Sohl-Dickstein: free mean and variance networks):
   evaluated from the theory's chains by ``diffnotes.theory.numeric.chain_schedule``), alpha_bar,
   the EDM noise level sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), q(x_t | x_0) in both
   coordinates, the posterior q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7) and respacing (iDDPM Sec. 4);
-* :func:`respace_steps` — the one timestep-subset rule (ours, and diffusers' three spacings);
+* :func:`respace_steps` — the one timestep-subset rule (ours, diffusers' three spacings, ADM's ddimK);
 * :func:`gaussian_kl`, :func:`prior_kl`, :func:`gaussian_nll`, :func:`discretized_gaussian_nll`
   — the bound's closed-form terms (DDPM eq. 5 and 13);
 * :func:`bound_terms` — the loop that evaluates every term of the bound, one noise draw each;
@@ -37,7 +37,7 @@ __all__ = [
     "discretized_gaussian_nll", "bound_terms", "to_bits_per_dim", "REVERSE_VARIANCES",
 ]
 
-RESPACINGS = ("even", "leading", "trailing", "linspace")
+RESPACINGS = ("even", "leading", "trailing", "linspace", "ddim")
 REVERSE_VARIANCES = ("beta_tilde", "beta")
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -50,22 +50,34 @@ def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
 def respace_steps(T: int, steps: int, spacing: str = "even") -> torch.Tensor:
     """0-based indices of ``steps`` of the ``T`` steps, largest first (int64).
 
-    * ``"even"``: round(linspace(T - 1, 0, steps)), always keeping both ends (DDIM Sec. 4.2,
-      iDDPM Sec. 4; ours);
+    * ``"even"``: round(linspace(T - 1, 0, steps)) in float64, always keeping both ends (DDIM
+      Sec. 4.2, iDDPM Sec. 4; ours). The float64 is explicit: in float32 the half-way points
+      round differently for 132 of the 1,000 counts at T = 1000 (none the notebooks use);
     * diffusers' ``timestep_spacing`` with ``steps_offset = 0``: ``"leading"``
       k (T // steps) for k = steps-1..0, ``"trailing"`` round(T - k T / steps) - 1 for
-      k = 0..steps-1, ``"linspace"`` round(linspace(0, T - 1, steps)) reversed.
+      k = 0..steps-1, ``"linspace"`` round(linspace(0, T - 1, steps)) reversed;
+    * ``"ddim"``: the ``ddimK`` rule of the iDDPM / ADM code (``space_timesteps``): range(0, T, i)
+      for the smallest integer stride i that gives exactly ``steps`` steps (an error when none
+      does). It equals ``"leading"`` when ``steps`` divides T and stops short of T - 1 (e.g. at
+      980 for 50 of 1000), where ``"even"`` keeps T - 1.
     """
     if spacing not in RESPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; valid spacings: {', '.join(RESPACINGS)}")
     if not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in 1..{T}, got {steps!r}")
     if spacing == "even":
-        return torch.linspace(T - 1, 0, steps).round().long() if steps > 1 else torch.tensor([T - 1])
+        if steps == 1:
+            return torch.tensor([T - 1])
+        return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long()
     if spacing == "leading":
         return torch.arange(steps - 1, -1, -1, dtype=torch.int64) * (T // steps)
     if spacing == "trailing":
         return torch.round(torch.arange(T, 0, -T / steps, dtype=torch.float64)).long() - 1
+    if spacing == "ddim":
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == steps:
+                return torch.arange(0, T, stride, dtype=torch.int64).flip(0)
+        raise ValueError(f"no integer stride gives exactly {steps} of {T} steps (the ddimK rule)")
     return torch.round(torch.linspace(0, T - 1, steps, dtype=torch.float64)).long().flip(0)
 
 
@@ -204,27 +216,29 @@ class DiscreteSchedule:
         return mean, gather(self.beta_tilde, t, x0)
 
     # -- shorter chains and the sampler's ladder ----------------------------------------------------
-    def respace(self, steps: int) -> tuple["DiscreteSchedule", torch.Tensor]:
-        """A chain on ``steps`` evenly strided steps (iDDPM Sec. 4) and its kept 1-based steps.
+    def respace(self, steps: int, spacing: str = "even") -> tuple["DiscreteSchedule", torch.Tensor]:
+        """A chain on ``steps`` strided steps (iDDPM Sec. 4) and its kept 1-based steps.
 
-        The new betas are 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}}, t_1 < ... < t_K.
+        The new betas are 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}}, t_1 < ... < t_K; ``spacing``
+        is a rule of :func:`respace_steps` (default ``"even"``, which the notebooks use).
         """
-        kept = respace_steps(self.T, steps).flip(0) + 1
+        kept = respace_steps(self.T, steps, spacing).flip(0) + 1
         alpha_bar = self.alpha_bar[kept - 1]
         prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         return DiscreteSchedule(1 - alpha_bar / prev), kept
 
-    def sampling_sigmas(self, steps: int | None = None) -> torch.Tensor:
+    def sampling_sigmas(self, steps: int | None = None, spacing: str = "even") -> torch.Tensor:
         """Decreasing sigmas for ``diffnotes.sampling``: sigma_T, ..., sigma_1, 0.
 
         ``steps`` (default T) picks an evenly strided sub-sequence of the T levels (always keeping
-        sigma_T and sigma_1), the respacing of DDIM Sec. 4.2 and iDDPM Sec. 4.
+        sigma_T and sigma_1), the respacing of DDIM Sec. 4.2 and iDDPM Sec. 4; ``spacing`` picks
+        another rule of :func:`respace_steps`.
         """
         T = self.T
         steps = T if steps is None else int(steps)
         if not 1 <= steps <= T:
             raise ValueError(f"steps must be in 1..{T}, got {steps}")
-        return torch.cat([self.sigmas[respace_steps(T, steps)], torch.zeros(1, dtype=torch.float64)])
+        return torch.cat([self.sigmas[respace_steps(T, steps, spacing)], torch.zeros(1, dtype=torch.float64)])
 
     def prior_scale(self) -> float:
         """x_T ~ N(0, I) in DDPM coordinates is ``x = x_T * sqrt(1 + sigma_T^2)`` in EDM ones."""
