@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("karras", "loglinear", "uniform", "vp")
-DDPM_SPACINGS = ("leading", "trailing", "linspace")
+DDPM_SPACINGS = ("leading", "trailing", "linspace", "ddim")
 
 # EDM's sigma range and VP constants (Karras et al. 2022, Table 1) live in diffnotes.constants;
 # vp_sigma / vp_sigma_inv in diffnotes.theory.numeric (both re-exported here for old imports).
@@ -131,7 +131,9 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
 
       * ``"leading"``: t = k * (T // n), k = n-1 ... 0 (DDIM's original choice);
       * ``"trailing"``: t = round(T - k T / n) - 1, k = 0 ... n-1 (always includes t = T-1);
-      * ``"linspace"``: t = round(linspace(0, T-1, n)) reversed.
+      * ``"linspace"``: t = round(linspace(0, T-1, n)) reversed;
+      * ``"ddim"``: the iDDPM / ADM code's ``ddimK`` striding, range(0, T, i) for the smallest
+        stride i giving n steps (equal to ``"leading"`` only when n divides T).
 
     With ``return_timesteps`` also returns the integer timesteps (without the final 0).
     """
