@@ -2,6 +2,7 @@
 denoiser (``diffnotes.embedding``) and the proof ``retrieval_posterior``."""
 
 import pytest
+import sympy
 import torch
 
 from diffnotes.embedding import conditioned_loss, embedding_denoiser, sample_conditioned
@@ -98,3 +99,12 @@ def test_untrained_denoiser_ignores_the_database():
 def test_retrieval_posterior_proof_and_its_false_variant():
     assert retrieval_posterior_check().ok
     assert not retrieval_posterior_check(slope_factor=2).ok
+
+
+def test_retrieval_posterior_is_checked_for_symbolic_k_and_fails_without_a_shared_variance():
+    # the strengthened proof sums over k neighbours with k a SymPy symbol; two false variants:
+    # a wrong slope, and a second component with another variance (the neighbours' squares stay)
+    assert retrieval_posterior_check(variance_ratio=1).ok
+    assert not retrieval_posterior_check(variance_ratio=2).ok
+    assert not retrieval_posterior_check(variance_ratio=sympy.Rational(1, 3)).ok
+    assert not retrieval_posterior_check(slope_factor=sympy.Rational(1, 2)).ok

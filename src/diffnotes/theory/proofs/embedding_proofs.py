@@ -1,7 +1,7 @@
 """Embedding-conditioned generation: retrieval (Blattmann et al. 2022) and unCLIP (Ramesh et al. 2022).
 
-* ``retrieval_posterior`` — for data from a Gaussian mixture whose neighbours come from the same
-  component as the image, the retrieval-conditioned model is p(x | n_1..n_k) = sum_c
+* ``retrieval_posterior`` — for data from a Gaussian mixture with one shared isotropic variance,
+  whose neighbours come from the same component as the image, the retrieval-conditioned model is p(x | n_1..n_k) = sum_c
   p(c | n_1..n_k) N(x; mu_c, s^2): the neighbours act only through the posterior over
   components, which depends on them only through their number k and their mean; a database that
   holds one component drives that posterior to 1 as k grows.
@@ -33,67 +33,93 @@ def _combine(*results: ProofResult) -> ProofResult:
 
 
 # =============================================================================================
-# Retrieval: the model conditioned on neighbours, for a two-component Gaussian mixture
+# Retrieval: the model conditioned on neighbours, for a Gaussian mixture with a shared variance
 # =============================================================================================
-K_NEIGHBOURS = 3  # the algebra is the same for every k; SymPy checks k = 3 with free n_j
+def _sum_over_neighbours_to_mean(expr, n, j, i, k, nbar):
+    """Replace every sum over the neighbours of n[j, i] by k nbar[i] (the definition of the mean)."""
+    return expr.replace(lambda e: isinstance(e, sp.Sum) and e.function == n[j, i], lambda e: k * nbar[i])
 
 
-def retrieval_posterior_check(slope_factor=1) -> ProofResult:
-    """Two 1-D components N(mu_1, s^2), N(mu_2, s^2) with weights pi, 1 - pi; x and its k
-    neighbours n_j are drawn independently from the same component c. Checks (1) the log-odds of
-    c = 1 given the neighbours equals log(pi/(1-pi)) + k (mu_1 - mu_2)(nbar - (mu_1+mu_2)/2)/s^2,
-    a function of k and the neighbour mean nbar only; (2) p(x | n) = sum_c p(c | n) N(x; mu_c,
-    s^2), i.e. the joint p(x, n) divided by p(n); (3) for neighbours at the mean of component 1
-    the log-odds grow without bound in k. ``slope_factor`` != 1 states a wrong slope."""
+def retrieval_posterior_check(slope_factor=1, variance_ratio=1) -> ProofResult:
+    """Components N(mu_c, s^2 I) in d dimensions with weights pi_c; x and its k neighbours n_j are
+    drawn independently from the same component c. With k symbolic (a SymPy sum over j = 1..k)
+    and one symbolic coordinate i (the log-odds in d dimensions is the sum over i of such terms,
+    so the result holds for every d), checks (1) the log-odds of two components c = 1, 2 given the
+    neighbours: per coordinate i, the log-likelihood ratio summed over the k neighbours equals
+    k (mu_1i - mu_2i)(nbar_i - (mu_1i + mu_2i)/2) / s^2 once the neighbours' sum is written as
+    k nbar_i, and no neighbour is left in it otherwise (so the posterior over any number of
+    components depends on the set only through k and nbar); (2) p(x | n) = sum_c p(c | n)
+    N(x; mu_c, s^2 I) for C components (C symbolic, the likelihoods free positive symbols); (3)
+    derived from (1): for neighbours at the mean of component 1, the log-odds are
+    log(pi/(1-pi)) + k |mu_1 - mu_2|^2 / (2 s^2), which tend to infinity with k whenever
+    mu_1 != mu_2. ``slope_factor`` != 1 states a wrong slope; ``variance_ratio`` r != 1 gives
+    component 2 the standard deviation r s, where the claim is false (the squares of the
+    neighbours no longer cancel)."""
     pi = sp.symbols("pi", positive=True)
-    mu1, mu2, x = sp.symbols("mu_1 mu_2 x", real=True)
     s = sp.symbols("s", positive=True)
-    n = sp.symbols(f"n_1:{K_NEIGHBOURS + 1}", real=True)
-    k = K_NEIGHBOURS
+    r = sp.sympify(variance_ratio)
+    k = sp.symbols("k", positive=True, integer=True)
+    j, i = sp.symbols("j i", positive=True, integer=True)
+    n, mu1, mu2, nbar = sp.IndexedBase("n"), sp.IndexedBase("mu_1"), sp.IndexedBase("mu_2"), sp.IndexedBase("nbar")
 
-    def normal(v, mu):
-        return sp.exp(-(v - mu) ** 2 / (2 * s**2)) / sp.sqrt(2 * sp.pi * s**2)
+    # (1) one coordinate's share of log p(n | c=1) - log p(n | c=2), summed over the k neighbours
+    # (normal densities' constants included: log of 1/sqrt(2 pi s^2) per neighbour and coordinate)
+    term = (-(n[j, i] - mu1[i]) ** 2 / (2 * s**2) + (n[j, i] - mu2[i]) ** 2 / (2 * r**2 * s**2)
+            + sp.log(r))
+    per_coord = sp.factor_terms(sp.expand(sp.Sum(sp.expand(term), (j, 1, k))).doit())
+    per_coord = _sum_over_neighbours_to_mean(per_coord, n, j, i, k, nbar)
+    claimed_coord = slope_factor * k * (mu1[i] - mu2[i]) * (nbar[i] - (mu1[i] + mu2[i]) / 2) / s**2
+    only_mean = ProofResult(not per_coord.has(n), "symbolic",
+                            "0" if not per_coord.has(n) else f"left over: {per_coord}")
+    odds_ok = _zero(per_coord - claimed_coord)
+    # the d-dimensional log-odds is log(pi/(1-pi)) plus the sum over i = 1..d of these shares, so
+    # equal summands give the claimed formula for every d
 
-    lik = [sp.Mul(*[normal(nj, mu) for nj in n]) for mu in (mu1, mu2)]
-    log_odds = sp.expand_log(sp.log(pi * lik[0]) - sp.log((1 - pi) * lik[1]), force=True)
-    nbar = sum(n) / k
-    claimed = sp.log(pi / (1 - pi)) + slope_factor * k * (mu1 - mu2) * (nbar - (mu1 + mu2) / 2) / s**2
-    odds_ok = _zero(sp.expand(log_odds - sp.expand_log(claimed, force=True)))
+    # (2) the model conditioned on neighbours, C components, free likelihoods L_c = p(n_1..n_k | c)
+    c, C = sp.symbols("c C", positive=True, integer=True)
+    w, lik, dens = sp.IndexedBase("pi"), sp.IndexedBase("L"), sp.IndexedBase("N")
+    evidence = sp.Sum(w[c] * lik[c], (c, 1, C))  # p(n)
+    conditioned = sp.Sum(w[c] * dens[c] * lik[c], (c, 1, C)) / evidence  # p(x, n) / p(n)
+    mixture = sp.Sum(w[c] * lik[c] / evidence * dens[c], (c, 1, C))  # sum_c p(c | n) N(x; mu_c)
+    model_ok = _zero(sp.factor_terms(mixture) - conditioned)
 
-    post1 = pi * lik[0] / (pi * lik[0] + (1 - pi) * lik[1])
-    joint = pi * normal(x, mu1) * lik[0] + (1 - pi) * normal(x, mu2) * lik[1]
-    mixture = post1 * normal(x, mu1) + (1 - post1) * normal(x, mu2)
-    model_ok = _zero(joint / (pi * lik[0] + (1 - pi) * lik[1]) - mixture)
-
-    kk = sp.symbols("k", positive=True, integer=True)
-    odds_at_mu1 = sp.log(pi / (1 - pi)) + kk * (mu1 - mu2) ** 2 / (2 * s**2)
-    limit_ok = ProofResult(sp.limit(odds_at_mu1.subs({mu1: 1, mu2: 0, s: 1}), kk, sp.oo) == sp.oo,
-                           "symbolic")
-    return _combine(odds_ok, model_ok, limit_ok)
+    # (3) neighbours at mu_1: the log-odds from (1), derived, not retyped; Delta = mu_1 - mu_2
+    delta = sp.IndexedBase("Delta")
+    at_mu1 = claimed_coord.subs(nbar[i], mu1[i]).subs(mu1[i], mu2[i] + delta[i])
+    at_mu1_ok = _zero(at_mu1 - slope_factor * k * delta[i] ** 2 / (2 * s**2))
+    sq = sp.symbols("Delta_sq", positive=True)  # |mu_1 - mu_2|^2 = sum_i Delta_i^2 > 0
+    odds_at_mu1 = sp.log(pi / (1 - pi)) + slope_factor * k * sq / (2 * s**2)
+    limit_ok = ProofResult(sp.limit(odds_at_mu1, k, sp.oo) == sp.oo, "symbolic")
+    return _combine(only_mean, odds_ok, model_ok, at_mu1_ok, limit_ok)
 
 
 RETRIEVAL_POSTERIOR = Proof(
     name="retrieval_posterior",
     title="The retrieval-conditioned model: neighbours act through the posterior over components",
-    statement=(r"p(x\mid n_{1:k}) = \sum_c p(c\mid n_{1:k})\,\mathcal N(x;\mu_c,s^2),\qquad "
-               r"\log\frac{p(c{=}1\mid n_{1:k})}{p(c{=}2\mid n_{1:k})} = \log\frac{\pi}{1-\pi}"
-               r" + \frac{k(\mu_1-\mu_2)}{s^2}\Big(\bar n - \frac{\mu_1+\mu_2}{2}\Big)"),
+    statement=(r"p(x\mid n_{1:k}) = \sum_c p(c\mid n_{1:k})\,\mathcal N(x;\mu_c,s^2 I),\qquad "
+               r"\log\frac{p(c{=}1\mid n_{1:k})}{p(c{=}2\mid n_{1:k})} = \log\frac{\pi_1}{\pi_2}"
+               r" + \frac{k}{s^2}(\mu_1-\mu_2)^\top\Big(\bar n - \frac{\mu_1+\mu_2}{2}\Big)"),
     steps=[
         ("Model the data as a mixture: a component c is drawn with weight pi_c, then x and its "
-         "k neighbours are drawn independently from N(mu_c, s^2). Retrieval from a good "
-         "database approximates this: neighbours are close to x, so they share its component.",
-         None),
+         "k neighbours are drawn independently from N(mu_c, s^2 I) in d dimensions, every "
+         "component with the same variance s^2. Retrieval from a good database approximates "
+         "this: neighbours are close to x, so they share its component.", None),
         ("Given c, x is independent of the neighbours, so p(x | n) = sum_c p(x | c) p(c | n): the "
          "retrieval-conditioned model is the mixture reweighted by the neighbours' posterior "
-         "over components (checked by SymPy as p(x, n) / p(n) for k = 3).", None),
-        ("Bayes' rule with equal variances: the quadratic terms in n_j cancel between the "
-         "components, leaving a log-odds linear in the neighbours' sum, i.e. a function of k and "
-         "the mean nbar only. The mean of the neighbour embeddings is therefore all that a "
-         "model of this data needs from the set (the lab conditions on that mean).", None),
+         "over components (checked by SymPy as p(x, n) / p(n) for a symbolic number C of "
+         "components, whatever k is).", None),
+        ("Bayes' rule with a shared variance: summed over the k neighbours (k symbolic), the "
+         "squares of the n_j cancel between two components in every coordinate, leaving a "
+         "log-odds linear in the neighbours' sum, i.e. a function of k and the mean nbar only "
+         "(SymPy checks that no neighbour is left once the sum is written k nbar). The mean of "
+         "the neighbour embeddings is therefore all that a model of this data needs from the "
+         "set (the lab conditions on that mean). With unequal variances the squares remain, "
+         "and the claim fails; the check is run on that false variant too.", None),
         ("Swapping the database changes only the neighbours: with a database that holds one "
-         "component, nbar sits near its mean, and the log-odds grow like k (mu_1 - mu_2)^2 / "
-         "(2 s^2), which SymPy confirms tends to infinity: the model then generates that "
-         "component only, whatever its training data were.", None),
+         "component, nbar sits near its mean, and the log-odds derived above become "
+         "log(pi_1/pi_2) + k |mu_1 - mu_2|^2 / (2 s^2), which SymPy confirms tends to infinity "
+         "with k: the model then generates that component only, whatever its training data "
+         "were.", None),
     ],
     check=retrieval_posterior_check,
 )
