@@ -359,3 +359,32 @@ def test_gaussian_baseline_nll():
     assert sd.gaussian_baseline_nll(train, test) == pytest.approx(math.log(2 * math.pi * math.e * 4), abs=0.03)
     with pytest.raises(ValueError):
         sd.gaussian_baseline_nll(train, test[:, :1])
+
+
+def test_ncsn_code_step_convention_is_the_paper_form_at_twice_epsilon():
+    # ermongroup/ncsn's sampler steps x + h s + sqrt(2h) z with h = eps sigma_i^2 / sigma_L^2;
+    # Algorithm 1 steps x + (a/2) s + sqrt(a) z with a = eps sigma_i^2 / sigma_L^2. Same noise,
+    # code at eps == paper at 2 eps; at the same eps they differ (the false variant).
+    from diffnotes.data import GaussianMixture
+
+    gmm = GaussianMixture([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]], [0.5, 0.8])
+    ladder = ncsn.ncsn_sigmas(4, 3.0, 0.1)
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def run(eps, convention):
+        gen = torch.Generator().manual_seed(1)
+        return ncsn.annealed_langevin(gmm.denoiser, x0, ladder, epsilon=eps, n_steps_each=7,
+                                      final_denoise=True, generator=gen, step_convention=convention)
+
+    code = run(1e-3, "code")
+    assert torch.allclose(code, run(2e-3, "paper"), atol=1e-10, rtol=0)
+    assert not torch.allclose(code, run(1e-3, "paper"), atol=1e-3)
+    # Langevin time per level: the code's is twice the paper's at equal eps and T, and the
+    # digits lab (eps = 2e-5, T = 50, paper form) runs a quarter of the code's default (T = 100)
+    t_paper = ncsn.langevin_time_per_level(2e-5, 50, 1.0, 0.01, "paper")
+    t_code = ncsn.langevin_time_per_level(2e-5, 100, 1.0, 0.01, "code")
+    assert t_paper / t_code == pytest.approx(0.25)
+    assert ncsn.langevin_time_per_level(1e-3, 7, 3.0, 0.1, "code") == pytest.approx(
+        ncsn.langevin_time_per_level(2e-3, 7, 3.0, 0.1, "paper"))
+    with pytest.raises(ValueError, match="step_convention"):
+        run(1e-3, "official")

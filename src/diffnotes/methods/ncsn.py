@@ -11,7 +11,9 @@ at a geometric ladder of noise levels sigma_1 > ... > sigma_L, and its score is
   lambda(sigma) = sigma^2 and a noise level drawn uniformly from the ladder;
 * :func:`annealed_langevin` / :func:`langevin` — Algorithm 1 and plain Langevin dynamics at a
   single (small) noise level, both through ``diffnotes.sampling``'s ``"annealed_langevin"``
-  solver (plain Langevin is the one-level case: step size alpha = epsilon);
+  solver (plain Langevin is the one-level case: step size alpha = epsilon); optionally
+  (``step_convention="code"``) the step of the authors' released sampler, which at the same
+  epsilon moves twice as far (:func:`langevin_time_per_level`);
 * :func:`component_fractions` / :func:`weight_error` — how much mass a sampler puts on each
   component of a :class:`~diffnotes.data.GaussianMixture`, the measurement behind the paper's
   Sec. 3.2 argument that plain Langevin cannot recover mixture weights.
@@ -36,6 +38,8 @@ __all__ = [
     "NCSNLoss",
     "annealed_langevin",
     "langevin",
+    "langevin_time_per_level",
+    "STEP_CONVENTIONS",
     "component_fractions",
     "weight_error",
 ]
@@ -85,14 +89,72 @@ class NCSNLoss:
         return 0.5 * ((denoised - x0) ** 2 / sigma_b**2).flatten(1).mean(dim=1)
 
 
+STEP_CONVENTIONS = ("paper", "code")
+
+
+def langevin_time_per_level(epsilon: float, n_steps_each: int, sigma: float, sigma_L: float,
+                            step_convention: str = "paper") -> float:
+    """Langevin time T * dt spent at level sigma by :func:`annealed_langevin`.
+
+    Both conventions discretise dx = s dt + sqrt(2) dw. The paper's form (Algorithm 1)
+    x + (alpha/2) s + sqrt(alpha) z takes dt = alpha / 2; the official code's form
+    x + h s + sqrt(2 h) z takes dt = h. With alpha = h = epsilon sigma^2 / sigma_L^2 at the
+    same epsilon, the code's chain therefore runs twice as far per step.
+    """
+    if step_convention not in STEP_CONVENTIONS:
+        raise ValueError(f"step_convention must be one of {STEP_CONVENTIONS}, got {step_convention!r}")
+    step = epsilon * sigma**2 / sigma_L**2
+    return n_steps_each * (step / 2 if step_convention == "paper" else step)
+
+
 @torch.no_grad()
 def annealed_langevin(denoiser, x_init: torch.Tensor, sigmas: torch.Tensor | None = None, *,
                       epsilon: float = NCSN_EPSILON, n_steps_each: int = NCSN_T,
-                      final_denoise: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """NCSN Algorithm 1 from ``x_init`` over the ladder ``sigmas`` (default: the paper's)."""
+                      final_denoise: bool = False, generator: torch.Generator | None = None,
+                      step_convention: str = "paper") -> torch.Tensor:
+    """NCSN Algorithm 1 from ``x_init`` over the ladder ``sigmas`` (default: the paper's).
+
+    ``step_convention="paper"`` (the default) is Algorithm 1 as printed,
+    x <- x + (alpha_i / 2) s + sqrt(alpha_i) z with alpha_i = epsilon sigma_i^2 / sigma_L^2, run by
+    the engine's ``"annealed_langevin"`` solver. ``step_convention="code"`` is the step of the
+    authors' released sampler (ermongroup/ncsn, ``anneal_Langevin_dynamics``),
+    x <- x + h_i s + sqrt(2 h_i) z with h_i = epsilon sigma_i^2 / sigma_L^2: at the same epsilon
+    it moves twice as far per step, and it equals the paper's form run with 2 epsilon (same
+    noise draws; ``tests/test_methods_group_b.py`` checks this). See
+    :func:`langevin_time_per_level`.
+    """
+    if step_convention not in STEP_CONVENTIONS:
+        raise ValueError(f"step_convention must be one of {STEP_CONVENTIONS}, got {step_convention!r}")
     sigmas = ncsn_sigmas() if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64)
-    return run_sampler(denoiser, x_init, sigmas, solver="annealed_langevin", epsilon=epsilon,
-                       n_steps_each=n_steps_each, final_denoise=final_denoise, generator=generator)
+    if step_convention == "paper":
+        return run_sampler(denoiser, x_init, sigmas, solver="annealed_langevin", epsilon=epsilon,
+                           n_steps_each=n_steps_each, final_denoise=final_denoise, generator=generator)
+    return _annealed_langevin_code(denoiser, x_init, sigmas, epsilon, n_steps_each, final_denoise, generator)
+
+
+def _annealed_langevin_code(denoiser, x, sigmas, epsilon, n_steps_each, final_denoise, generator):
+    """The released code's step, written out here (not through the engine) so that the test
+    comparing it with Algorithm 1 at 2 epsilon compares two implementations."""
+    if not epsilon > 0 or not isinstance(n_steps_each, int) or n_steps_each < 1:
+        raise ValueError(f"need epsilon > 0 and an integer n_steps_each >= 1, got {epsilon!r}, {n_steps_each!r}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError("x_init must be a floating-point tensor")
+    ladder = [float(v) for v in torch.as_tensor(sigmas, dtype=torch.float64).flatten()]
+    if len(ladder) < 2 or ladder[-1] != 0.0 or any(b >= a for a, b in zip(ladder, ladder[1:])):
+        raise ValueError("sigmas must be strictly decreasing and end at 0 (as the engine's samplers require)")
+    levels = ladder[:-1]
+    sigma_L = levels[-1]
+    where = x.device if generator is None else generator.device
+    for sigma in levels:
+        h = epsilon * sigma**2 / sigma_L**2
+        sig = x.new_full((x.shape[0],), sigma)
+        for _ in range(n_steps_each):
+            score = (denoiser(x, sig).to(x.dtype) - x) / sigma**2
+            z = torch.randn(x.shape, dtype=x.dtype, device=where, generator=generator).to(x.device)
+            x = x + h * score + (2 * h) ** 0.5 * z
+    if final_denoise:
+        x = denoiser(x, x.new_full((x.shape[0],), sigma_L)).to(x.dtype)
+    return x
 
 
 @torch.no_grad()
