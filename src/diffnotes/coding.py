@@ -9,16 +9,22 @@ long its code is:
     N = 2^m candidates with m = ceil(KL + t) bits (``extra_bits`` = t); the index is drawn with
     probabilities proportional to the importance weights w(Z_i) = q(Z_i)/p(Z_i) and sent with m
     bits. The sample is *approximately* q: the bias falls as t grows.
-``pfr`` (Li & El Gamal 2018, the Poisson functional representation; the coding theorem of
-    Harsha et al. 2007) the index K = argmin_i T_i / w(Z_i) over the arrival times T_1 < T_2 < ...
-    of a unit-rate Poisson process; Z_K is an *exact* sample of q, and E log2 K <= KL + O(log KL).
-    The index is sent with an Elias delta code (a prefix code of length
-    log2 K + 2 log2(log2 K + 1) + 1 at most). The search stops as soon as no later candidate can
-    win, which needs a bound on w and about sup w candidates; when q is as wide as p in some
-    direction w has no bound, and when the bound is far above the KL (a diffusion step, whose
-    posterior is barely narrower than the model's Gaussian) waiting for it is unaffordable:
-    then the search stops after 2^(KL + t) candidates and the sample is approximate, as in MRC
-    (``ChannelSample.exact`` says which).
+``pfr`` (Li & El Gamal 2018, the Poisson functional representation) the index
+    K = argmin_i T_i / w(Z_i) over the arrival times T_1 < T_2 < ... of a unit-rate Poisson
+    process; Z_K is an *exact* sample of q, and E log2 K <= KL + 1. Three bounds on the cost of
+    such a sample, each with its owner: Harsha et al. 2007 (abstract) prove I + 2 log2(I + 1)
+    + O(1) bits suffice on average, I = I(X;Y); Li & El Gamal 2018 (abstract) tighten the
+    overhead to log2(I + 1) + 4 bits of conditional entropy of the sample given the shared
+    randomness, so an optimal prefix code needs at most one bit more; and this engine sends K
+    with an Elias delta code (a prefix code of length log2 K + 2 log2(log2 K + 1) + 1 at most),
+    whose mean length the book bounds by KL + 2 log2(KL + 1) + 4 (the proof
+    ``pfr_code_length``: the book's bound for the book's code, simpler and looser than Li & El
+    Gamal's). The search stops as soon as no later candidate can win, which needs a bound on w
+    and about sup w candidates; when q is as wide as p in some direction w has no bound, and
+    when the bound is far above the KL (a diffusion step, whose posterior is barely narrower
+    than the model's Gaussian) waiting for it is unaffordable: then the search stops after
+    2^(KL + t) candidates and the sample is approximate, as in MRC (``ChannelSample.exact``
+    says which).
 ``prior``
     ignores q and sends a candidate drawn from p: a coder that does not work, kept as the control
     that the notebooks' checks must reject.
@@ -168,7 +174,8 @@ def gaussian_log_ratio_max(mu_q, sigma_q, mu_p, sigma_p) -> float:
 # ----------------------------------------------------------------------------- index codes
 def elias_delta_bits(n: int) -> int:
     """Length of the Elias delta code of the positive integer n: L + 2 floor(log2(L+1)) + 1,
-    with L = floor(log2 n)."""
+    with L = floor(log2 n); at most u + 2 log2(u + 1) + 1 with u = log2 n (the proof
+    ``pfr_code_length`` checks this for every n)."""
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"Elias delta codes positive integers, got {n!r}")
     big_l = int(n).bit_length() - 1
