@@ -125,3 +125,84 @@ def test_the_bounds_proof_fails_when_it_states_something_false():
 
     assert analytic_bounds_check().ok
     assert not analytic_bounds_check(factor=2).ok
+
+
+def test_theorem_2_data_independent_upper_bound_never_binds_on_an_estimate():
+    short, _ = DiscreteSchedule.linear().respace(10)
+    gammas = torch.linspace(0, 1.5, 10, dtype=torch.float64)  # Gamma_n >= 0 always (a mean square)
+    out = analytic_dpm.analytic_variance(short, gammas, data_range=None)
+    c, _ = analytic_dpm.variance_terms(short, short.beta_tilde)
+    assert torch.allclose(out["upper_any_data"], short.beta_tilde + c)
+    assert bool((out["raw"] <= out["upper_any_data"]).all())
+    # without a data range only lambda^2 <= sigma^2 <= lambda^2 + c clips
+    assert torch.equal(out["variance"], torch.minimum(torch.maximum(out["raw"], out["lower"]), out["upper"]))
+
+
+def test_clipping_sigma2_equals_the_official_clipping_of_the_x0_variance():
+    # official code: sigma^2 = beta_tilde + gamma^2 clip((betabar/alphabar)(1 - Gamma), 0, ((b-a)/2)^2)
+    short, _ = DiscreteSchedule.linear().respace(25)
+    gammas = torch.linspace(0.0, 1.4, 25, dtype=torch.float64)
+    ours = analytic_dpm.analytic_variance(short, gammas)["variance"]
+    _, gamma = analytic_dpm.variance_terms(short, short.beta_tilde)
+    ab = short.alpha_bar
+    official = short.beta_tilde + gamma**2 * ((1 - ab) / ab * (1 - gammas)).clamp(0, 1)
+    assert torch.allclose(ours[1:], official[1:], rtol=1e-12)
+
+
+def test_official_decoder_variance_option():
+    full = DiscreteSchedule.linear()
+    short, _ = full.respace(10)
+    dec = analytic_dpm.official_decoder_variance(full)
+    assert dec == pytest.approx(float(full.betas[1] * full.betas[0] / (1 - full.alpha_bar[1])), rel=1e-12)
+    ours = analytic_dpm.analytic_variance(short, torch.full((10,), 0.5))
+    theirs = analytic_dpm.analytic_variance(short, torch.full((10,), 0.5), decoder_variance=dec)
+    assert torch.equal(ours["variance"][1:], theirs["variance"][1:]) and float(theirs["variance"][0]) == dec
+    fixed = analytic_dpm.fixed_variances(short, decoder_variance=dec)
+    assert all(float(v[0]) == dec for v in fixed.values())
+    assert float(analytic_dpm.fixed_variances(short)["beta"][0]) == pytest.approx(float(full.betas[0]), rel=1e-9)
+    with pytest.raises(ValueError, match="positive"):
+        analytic_dpm.fixed_variances(short, decoder_variance=0.0)
+
+
+def _path_cost(costs, path):
+    return sum(float(costs[s, t]) for s, t in zip(path[:-1].tolist(), path[1:].tolist()))
+
+
+def test_step_kl_costs_match_the_analytic_variance_on_a_respaced_chain():
+    chain = DiscreteSchedule.linear(100, 1e-3, 0.2)
+    gammas = torch.rand(100, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 1.2
+    costs = analytic_dpm.step_kl_costs(chain, gammas)
+    short, kept = chain.respace(10)
+    out = analytic_dpm.analytic_variance(short, gammas[kept - 1])
+    _, gamma = analytic_dpm.variance_terms(short, short.beta_tilde)
+    lam2, var = short.beta_tilde, out["variance"]
+    post = (1 - short.alpha_bar) / short.alpha_bar * (1 - gammas[kept - 1])
+    kl = 0.5 * (torch.log(var / lam2) + (lam2 + gamma**2 * post) / var - 1)
+    assert _path_cost(costs, kept) == pytest.approx(float(kl[1:].sum()), rel=1e-9)
+
+
+def test_optimal_trajectory_is_the_least_cost_path():
+    import itertools
+
+    T, K = 9, 4
+    chain = DiscreteSchedule.linear(T, 0.02, 0.4)
+    gammas = torch.rand(T, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    costs = analytic_dpm.step_kl_costs(chain, gammas)
+    path = analytic_dpm.optimal_trajectory(costs, K)
+    assert path[0] == 1 and path[-1] == T and path.numel() == K
+    brute = min(_path_cost(costs, torch.tensor([1, *inner, T]))
+                for inner in itertools.combinations(range(2, T), K - 2))
+    assert _path_cost(costs, path) == pytest.approx(brute, rel=1e-12)
+    assert torch.equal(analytic_dpm.optimal_trajectory(costs, T), torch.arange(1, T + 1))
+    with pytest.raises(ValueError, match="steps"):
+        analytic_dpm.optimal_trajectory(costs, 1)
+
+
+def test_for_gaussian_data_every_trajectory_costs_the_same():
+    # the analytic variance makes every reverse step of Gaussian data exact, so the KL sum is
+    # path-independent: the DP has nothing to gain there (it does for non-Gaussian data)
+    chain = DiscreteSchedule.linear(100, 1e-3, 0.2)
+    costs = analytic_dpm.step_kl_costs(chain, exact_moments(chain), data_range=None)
+    even = chain.respace(10)[1]
+    best = analytic_dpm.optimal_trajectory(costs, 10)
+    assert _path_cost(costs, best) == pytest.approx(_path_cost(costs, even), rel=1e-9)

@@ -7,21 +7,38 @@ that minimises the bound is (Theorem 1; proofs ``analytic_dpm_variance``, ``anal
     sigma_n*^2 = lambda_n^2 + (sqrt(betabar_n / alpha_n) - sqrt(betabar_{n-1} - lambda_n^2))^2 (1 - Gamma_n),
     Gamma_n = E ||eps_hat(x_n, n)||^2 / d      (= betabar_n E||grad log q_n||^2 / d),
 
-with alpha_n = alphabar_n / alphabar_{n-1} on any respaced chain, betabar = 1 - alphabar. It is
-clipped to [lambda_n^2, lambda_n^2 + gamma_n^2 ((b - a) / 2)^2] for data in [a, b] (Theorem 2),
-gamma_n = sqrt(alphabar_{n-1}) - sqrt(betabar_{n-1} - lambda_n^2) sqrt(alphabar_n / betabar_n)
-the weight of x0 in mu_tilde_n. This module keeps only what the paper adds to the chain:
+with alpha_n = alphabar_n / alphabar_{n-1} on any respaced chain, betabar = 1 - alphabar. Theorem 2
+bounds it twice: for any data lambda_n^2 <= sigma*^2 <= lambda_n^2 + c_n (c_n the coefficient of
+(1 - Gamma_n) above; an estimate never exceeds it, since Gamma_n >= 0), and for data in [a, b]^d
+sigma*^2 <= lambda_n^2 + gamma_n^2 ((b - a) / 2)^2, gamma_n = sqrt(alphabar_{n-1}) - sqrt(betabar_{n-1}
+- lambda_n^2) sqrt(alphabar_n / betabar_n) the weight of x0 in mu_tilde_n. The estimate is clipped
+to the bounded-data interval, as the official code, which clips the posterior variance of x0,
+(betabar_n / alphabar_n)(1 - Gamma_n), to [0, ((b - a) / 2)^2]: the same thing, since
+sigma^2 = lambda^2 + gamma^2 Var is increasing in Var. This module keeps only what the paper adds:
 
 * :func:`score_norm_moments` — Gamma_n by Monte Carlo over data and noise at the given steps;
 * :func:`analytic_variance` — sigma_n*^2 of a (respaced) chain with its two clipping bounds;
 * :func:`nll_bounds` — the chain's bound in bits/dim for several reverse variances at once (one
   network evaluation per step serves them all; the terms are the chain's closed forms);
-* :func:`sample` — ancestral sampling on a respaced chain with a given variance per step.
+* :func:`sample` — ancestral sampling on a respaced chain with a given variance per step;
+* :func:`official_decoder_variance` — the decoder (n = 1) variance of the official code, beta_tilde_2
+  of the full chain for every K (this module's default is the chain's own: see below);
+* :func:`step_kl_costs`, :func:`optimal_trajectory` — the per-step KLs with the analytic variance
+  between any two steps of the full chain, and the K-step trajectory that minimises their sum by
+  dynamic programming (Sec. 4 of the paper).
+
+The decoder step. By default the n = 1 entry is the chain's own: the analytic value at n = 1
+(where lambda_1 = 0, floored at ``DECODER_FLOOR``), and beta_1 in :func:`fixed_variances`. The
+official code instead uses beta_tilde_2 of the full 1000-step chain for the decoder of every arm
+and every K; pass ``decoder_variance=official_decoder_variance(full_chain)`` for that. Every other
+variance entry agrees with the official code.
 
 Used by ``book/papers/bao2022analytic.md`` and ``notebooks/bao2022analytic.ipynb``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -30,7 +47,7 @@ from diffnotes.chain import (DiscreteSchedule, check_steps, discretized_gaussian
 from diffnotes.parameterization import denoiser_to_eps
 
 __all__ = ["score_norm_moments", "variance_terms", "analytic_variance", "fixed_variances", "nll_bounds",
-           "sample", "DECODER_FLOOR"]
+           "sample", "DECODER_FLOOR", "official_decoder_variance", "step_kl_costs", "optimal_trajectory"]
 
 # The decoder step has lambda_1 = 0, so its lower clipping bound is 0; a Gaussian decoder needs a
 # positive variance (ours: far below the digits' bin width squared).
@@ -76,31 +93,123 @@ def variance_terms(chain: DiscreteSchedule, lambda2: torch.Tensor) -> tuple[torc
     return c, gamma
 
 
+def official_decoder_variance(full_chain: DiscreteSchedule) -> float:
+    """beta_tilde_2 of the full (not respaced) chain: the official code's decoder variance for every K."""
+    if full_chain.T < 2:
+        raise ValueError("the full chain needs at least 2 steps")
+    return float(full_chain.beta_tilde[1])
+
+
+def _with_decoder(table: torch.Tensor, decoder_variance) -> torch.Tensor:
+    if decoder_variance is None:
+        return table
+    if not float(decoder_variance) > 0:
+        raise ValueError(f"decoder_variance must be positive, got {decoder_variance!r}")
+    table = table.clone()
+    table[0] = float(decoder_variance)
+    return table
+
+
 def analytic_variance(chain: DiscreteSchedule, moments: torch.Tensor, *, data_range=(-1.0, 1.0),
-                      clip: bool = True) -> dict[str, torch.Tensor]:
+                      clip: bool = True, decoder_variance: float | None = None) -> dict[str, torch.Tensor]:
     """Analytic-DPM's variance of each step of ``chain`` (DDPM's lambda_n^2 = beta_tilde_n).
 
     ``moments`` holds Gamma_n at the chain's steps n = 1..K (estimated on the original chain at the
     kept steps: respacing keeps their alphabar). Returns ``"variance"`` (clipped to the bounds when
-    ``clip``), ``"raw"``, ``"lower"`` and ``"upper"``, each of shape (K,), float64.
+    ``clip``), ``"raw"``, ``"lower"``, ``"upper"`` (Theorem 2's bound for data in ``data_range``) and
+    ``"upper_any_data"`` (lambda^2 + c_n, its bound for any data), each of shape (K,), float64.
+    ``data_range=None`` clips to the data-independent bounds instead. An estimate never exceeds
+    lambda^2 + c_n (Gamma_n is a mean square), so only the data bound can bind from above. ``decoder_variance`` replaces the
+    n = 1 entry of ``"variance"`` (e.g. :func:`official_decoder_variance`); default: the chain's own.
     """
-    low, high = (float(v) for v in data_range)
-    if not low < high:
-        raise ValueError(f"data_range must be (a, b) with a < b, got {data_range!r}")
     moments = torch.as_tensor(moments, dtype=torch.float64).reshape(-1)
     if moments.numel() != chain.T:
         raise ValueError(f"need one moment Gamma_n per step: {chain.T}, got {moments.numel()}")
     lambda2 = chain.beta_tilde
     c, gamma = variance_terms(chain, lambda2)
     raw = lambda2 + c * (1 - moments)
-    lower, upper = lambda2.clamp_min(DECODER_FLOOR), lambda2 + gamma**2 * ((high - low) / 2) ** 2
+    any_data = lambda2 + c
+    if data_range is None:
+        upper = any_data
+    else:
+        low, high = (float(v) for v in data_range)
+        if not low < high:
+            raise ValueError(f"data_range must be (a, b) with a < b, got {data_range!r}")
+        upper = lambda2 + gamma**2 * ((high - low) / 2) ** 2  # as the official code (and the stored runs)
+    lower = lambda2.clamp_min(DECODER_FLOOR)
     variance = torch.minimum(torch.maximum(raw, lower), upper) if clip else raw.clamp_min(DECODER_FLOOR)
-    return {"variance": variance, "raw": raw, "lower": lower, "upper": upper}
+    return {"variance": _with_decoder(variance, decoder_variance), "raw": raw, "lower": lower,
+            "upper": upper, "upper_any_data": any_data}
 
 
-def fixed_variances(chain: DiscreteSchedule) -> dict[str, torch.Tensor]:
-    """DDPM's two fixed choices on ``chain``: ``"beta"`` and ``"beta_tilde"`` (decoder: beta_1)."""
-    return {kind: chain.reverse_variance(kind) for kind in ("beta", "beta_tilde")}
+def fixed_variances(chain: DiscreteSchedule, *, decoder_variance: float | None = None) -> dict[str, torch.Tensor]:
+    """DDPM's two fixed choices on ``chain``: ``"beta"`` and ``"beta_tilde"``.
+
+    Decoder (n = 1): beta_1 by default (``chain.reverse_variance``); ``decoder_variance`` replaces it
+    (the official code's :func:`official_decoder_variance`).
+    """
+    return {kind: _with_decoder(chain.reverse_variance(kind), decoder_variance) for kind in ("beta", "beta_tilde")}
+
+
+def step_kl_costs(schedule: DiscreteSchedule, moments: torch.Tensor, *, data_range=(-1.0, 1.0)) -> torch.Tensor:
+    """Expected KL per dimension (nats) of the reverse step t -> s, 1 <= s < t <= T, with the analytic variance.
+
+    ``moments`` holds Gamma_t at every step t = 1..T of ``schedule`` (the full chain). Entry
+    [s, t] of the (T + 1, T + 1) result is (1/2)(log(sigma^2 / lambda^2) + (lambda^2 + gamma^2 V) /
+    sigma^2 - 1), with lambda^2 = beta_tilde of the jump, V = (betabar_t / alphabar_t)(1 - Gamma_t)
+    the estimated posterior variance of x0 (clipped to [0, ((b - a) / 2)^2] for ``data_range``) and
+    sigma^2 = lambda^2 + gamma^2 V; without clipping this is (1/2) log(sigma*^2 / lambda^2). Every
+    other entry (s >= t, s = 0) is +inf. Summing entries along a trajectory 1 = tau_1 < ... < tau_K
+    = T gives its bound's KL terms (the prior and decoder terms do not depend on the inner steps).
+    """
+    T = schedule.T
+    moments = torch.as_tensor(moments, dtype=torch.float64).reshape(-1)
+    if moments.numel() != T:
+        raise ValueError(f"need one moment Gamma_t per step of the full chain: {T}, got {moments.numel()}")
+    ab = torch.cat([torch.ones(1, dtype=torch.float64), schedule.alpha_bar])  # index = step, ab_0 = 1
+    s_ab, t_ab = ab[:, None], ab[None, :]
+    valid = torch.triu(torch.ones(T + 1, T + 1, dtype=torch.bool), diagonal=1)
+    valid[0] = False
+    beta_ts = torch.where(valid, 1 - t_ab / s_ab, torch.ones(()))  # beta_{t|s}
+    bb_t = 1 - t_ab
+    lambda2 = torch.where(valid, (1 - s_ab) * beta_ts / bb_t, torch.ones(()))
+    gamma2 = s_ab * beta_ts**2 / bb_t**2
+    var = (bb_t / t_ab) * (1 - torch.cat([torch.zeros(1, dtype=torch.float64), moments]))[None, :]
+    high = math.inf if data_range is None else ((float(data_range[1]) - float(data_range[0])) / 2) ** 2
+    var_clip = var.clamp(0, high)
+    sigma2 = lambda2 + gamma2 * var_clip
+    kl = 0.5 * (torch.log(sigma2 / lambda2) + (lambda2 + gamma2 * var) / sigma2 - 1)
+    return torch.where(valid, kl, torch.full_like(kl, math.inf))
+
+
+def optimal_trajectory(costs: torch.Tensor, steps: int) -> torch.Tensor:
+    """The ``steps`` kept 1-based steps 1 = tau_1 < ... < tau_K = T minimising sum_k costs[tau_k, tau_{k+1}].
+
+    Dynamic programming over the (T + 1, T + 1) matrix of :func:`step_kl_costs` (Bao et al. Sec. 4:
+    the bound with the analytic variance splits into per-step terms, so the best K-step trajectory
+    is a least-cost path). O(K T^2) work; returns int64 of shape (K,), increasing.
+    """
+    costs = torch.as_tensor(costs, dtype=torch.float64)
+    T = costs.shape[0] - 1
+    if costs.shape != (T + 1, T + 1) or T < 1:
+        raise ValueError(f"costs must be a square (T + 1, T + 1) matrix, got {tuple(costs.shape)}")
+    if not isinstance(steps, int) or not (2 <= steps <= T or steps == T == 1):
+        raise ValueError(f"steps must be an integer in 2..{T}, got {steps!r}")
+    if steps == T:
+        return torch.arange(1, T + 1)
+    best = torch.full((T + 1,), math.inf, dtype=torch.float64)
+    best[1] = 0.0  # a path of one node: tau_1 = 1
+    parents = []
+    for _ in range(steps - 1):
+        total = best[:, None] + costs  # [s, t]: best path to s, then the jump s -> t
+        best, parent = total.min(dim=0)
+        parents.append(parent)
+    if not math.isfinite(float(best[T])):
+        raise ValueError("no finite path of that length")
+    path = [T]
+    for parent in reversed(parents):
+        path.append(int(parent[path[-1]]))
+    return torch.tensor(path[::-1], dtype=torch.int64)
 
 
 @torch.no_grad()
