@@ -123,3 +123,14 @@ def test_conditional_score_proof_holds_and_fails_when_wrong():
 def test_sample_error_proof_holds_and_fails_when_wrong():
     assert sample_error_check().ok
     assert not sample_error_check(factor=3).ok
+
+
+def test_conditional_score_general_proof_fails_for_noise_that_depends_on_y():
+    """The general (any-density) and two-point parts fail for a wrong Tweedie factor, and the
+    general part fails when the noise's mean depends on y (noise not independent of y)."""
+    from diffnotes.theory.proofs.superres_proofs import _general_tweedie, _mixture_tweedie
+    assert _general_tweedie().ok and _mixture_tweedie().ok
+    assert not _general_tweedie(noise_shift=1).ok
+    assert not _general_tweedie(tweedie_factor=2).ok
+    assert not _mixture_tweedie(tweedie_factor=2).ok
+    assert not conditional_score_check(noise_shift=1).ok

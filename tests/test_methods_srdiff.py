@@ -98,3 +98,9 @@ def test_fit_in_stages_resumes_and_evaluates():
 def test_residual_shift_proof_holds_and_fails_when_wrong():
     assert residual_shift_check().ok
     assert not residual_shift_check(prior_factor=2).ok
+
+
+def test_residual_shift_proof_fails_for_a_scaled_residual_at_the_old_noise_level():
+    """A residual scaled by c is the same model only at noise level c sigma: left at sigma, the
+    composed denoiser's integrated error exceeds the optimum and the check fails."""
+    assert not residual_shift_check(noise_map="unscaled").ok
