@@ -136,8 +136,14 @@ def ssm_loss(
               + \tfrac12\big(v^\top s_\theta(x)\big)^2\Big],
 
     and since :math:`\mathbb E_v[(v^\top s)^2] = \lVert s\rVert^2` the second term may be replaced
-    by its mean :math:`\tfrac12\lVert s\rVert^2` (``variance_reduction=True``, "SSM-VR", Gaussian
-    projections in the paper). Both are unbiased for the exact objective :func:`esm_loss`. The
+    by its mean :math:`\tfrac12\lVert s\rVert^2` (``variance_reduction=True``, "SSM-VR"); that
+    step needs only :math:`\mathbb E[vv^\top]=I`, which holds for all three ``projection`` kinds.
+    The authors' released code (ermongroup/sliced_score_matching, ``losses/sliced_sm.py``) draws
+    Rademacher directions by default in the one-projection losses its DKEF and NICE runs call
+    (the NICE configs set ``noise_type: "radermacher"``), Gaussian ones in its multi-projection
+    SSM-VR, and Gaussian draws scaled to unit length in its multi-projection plain SSM, where
+    :math:`\mathbb E[vv^\top]=I/D` and the objective is the exact one divided by D (same
+    minimiser). Both forms here are unbiased for the exact objective :func:`esm_loss`. The
     quadratic form needs one extra backward pass per projection, using
     :math:`v^\top\nabla_x s\,v = v\cdot\nabla_x(s\cdot v)`.
     """
