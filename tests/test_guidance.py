@@ -178,3 +178,39 @@ def test_proofs_verify_and_a_false_statement_fails():
     assert not GP.guided_score_check(scale_factor=2).ok
     assert GP.cfg_implicit_check().ok
     assert not GP.cfg_implicit_check(weight_offset=0).ok
+
+
+def test_guided_ode_draws_the_tilt_only_at_scale_one():
+    """The exact 1-D computation behind the chapters: at s = 1 the guided probability-flow ODE ends
+    in p(x | y) (the gap is integration error), at s = 2 and 4 it misses p(x) p(y|x)^s / Z."""
+    one = G.guided_ode_tilt_gap(1.0)
+    assert one.w1 < 1e-3
+    assert abs(one.mean_ode - 1.0) < 1e-3 and abs(one.std_ode - 0.5) < 1e-3  # p(x | y = 1)
+    assert abs(one.mean_target - 1.0) < 1e-3
+    zero = G.guided_ode_tilt_gap(0.0)  # the unguided ODE draws the mixture
+    assert zero.w1 < 1e-3
+    for s in (2.0, 4.0):
+        gap = G.guided_ode_tilt_gap(s)
+        assert gap.w1 > 0.2, gap  # far above the integration error
+        assert gap.mean_ode > gap.mean_target + 0.2 and gap.std_ode < gap.std_target, gap
+    finer = G.guided_ode_tilt_gap(4.0, steps=800)  # not a discretisation artefact
+    assert abs(finer.w1 - G.guided_ode_tilt_gap(4.0).w1) < 1e-3
+    with pytest.raises(ValueError, match="guidance scale must be a finite number >= 0"):
+        G.guided_ode_tilt_gap(-1.0)
+
+
+def test_ancestral_guidance_ratio_of_adm_algorithms():
+    """Alg. 1's mean shift Sigma g over Alg. 2's (beta / sqrt(alpha)) g on DDPM's 1,000-step chain."""
+    from diffnotes.chain import DiscreteSchedule
+
+    small = G.ancestral_guidance_ratio()
+    assert small.shape == (1000,)
+    assert small[0] == 0  # beta~_1 = 0: the last ancestral step takes no guidance at all
+    assert 0.4 < float(small[1]) < 0.5
+    assert float(small[1:].min()) > 0.4 and float(small.max()) < 1
+    assert float(small[-1]) > 0.98
+    large = G.ancestral_guidance_ratio(variance="large")
+    torch.testing.assert_close(large, DiscreteSchedule.linear().alphas.sqrt())
+    assert bool((small <= large + 1e-12).all())
+    with pytest.raises(ValueError, match="variance must be 'small' or 'large'"):
+        G.ancestral_guidance_ratio(variance="learned")

@@ -74,3 +74,40 @@ def test_reverse_proof_states_its_limit():
     proof = get_proof("reverse_sde_anderson")
     assert "Fokker-Planck" in proof.title
     assert "pathwise" in proof.statement
+
+
+# --------------------------------------------------------------------------- issue 23: guidance
+
+
+def test_guided_score_tilt_is_stated_for_any_density_and_fails_with_a_wrong_exponent():
+    from diffnotes.theory.proofs import guidance_proofs as GP
+
+    assert GP.tilt_linearity_check().ok  # generic P, C: linearity of the derivative
+    res = GP.tilt_linearity_check(power=2)
+    assert not res.ok and "s - 2" in res.residual
+
+
+def test_tilted_family_is_a_heat_flow_only_at_scale_one():
+    from diffnotes.theory.proofs import guidance_proofs as GP
+
+    assert GP.tilt_heat_flow_check(1, claim_flow=True).ok
+    assert GP.tilt_heat_flow_check(2, claim_flow=False).ok
+    assert GP.tilt_heat_flow_check(0, claim_flow=True).ok  # s = 0 is p_sigma itself
+    false = GP.tilt_heat_flow_check(2, claim_flow=True)  # "guidance samples p p(y|x)^2"
+    assert not false.ok and "3.62" in false.residual  # the slope the proof's step quotes (3.6)
+    assert not GP.tilt_heat_flow_check(1, claim_flow=False).ok
+    proof = get_proof("guided_score_tilt")
+    assert proof.verify(), proof.result.residual
+    assert "not in general" in proof.statement
+
+
+def test_cfg_implicit_classifier_needs_exact_scores():
+    from diffnotes.theory.proofs import guidance_proofs as GP
+
+    assert GP.cfg_gradient_field_check(0).ok
+    assert GP.cfg_gradient_field_check(1).ok  # a rotational error: correctly no gradient
+    false = GP.cfg_gradient_field_check(1, claim_gradient=True)  # "always a classifier's gradient"
+    assert not false.ok and "-2/sigma" in false.residual
+    proof = get_proof("cfg_implicit_classifier")
+    assert proof.verify(), proof.result.residual
+    assert "exact scores" in proof.title

@@ -36,6 +36,7 @@ Used by the chapters on ADM (``dhariwal2021diffusion``) and classifier-free guid
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -50,7 +51,8 @@ from .precond import EDMPrecond
 __all__ = ["NUM_CLASSES", "NoisyDigitsClassifier", "ClassifierLoss", "LabelDropout", "one_hot",
            "null_labels", "balanced_labels", "classifier_log_prob_grad", "classifier_guided",
            "classifier_free", "conditioned", "sweep", "classifier_accuracy_at", "digits_denoiser",
-           "fit_digits_denoiser", "fit_noisy_classifier", "P_UNCOND"]
+           "fit_digits_denoiser", "fit_noisy_classifier", "P_UNCOND", "TiltGap",
+           "guided_ode_tilt_gap", "ancestral_guidance_ratio"]
 
 P_UNCOND = 0.2  # label dropout of the digits networks (Ho & Salimans try 0.1 and 0.2, Table 1)
 
@@ -320,3 +322,143 @@ def fit_noisy_classifier(seed: int, steps: int, *, width: int = 32, batch_size: 
     torch.manual_seed(seed)
     return fit(NoisyDigitsClassifier(width), ClassifierLoss(), (x, y), steps, lr=lr, batch_size=batch_size,
                warmup=min(20, steps // 4), weight_decay=0.01, progress=False, seed=seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a guided sampler draws: an exact 1-D computation, and ADM's two guided DDPM means
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TiltGap:
+    """The end law of the guided probability-flow ODE against the tilted target, for one scale:
+    ``w1`` is the Wasserstein-1 distance between them; ``mean_ode``, ``std_ode`` describe the
+    ODE's end law and ``mean_target``, ``std_target`` the target p(x) p(y|x)^s / Z."""
+
+    scale: float
+    w1: float
+    mean_ode: float
+    std_ode: float
+    mean_target: float
+    std_target: float
+
+
+def _gmm1d_log_joint(x, sigma, means, var, weights):
+    """log p_sigma(x, y) for each class y of a 1-D mixture noised to level sigma: shape (..., K)."""
+    tau2 = var + sigma**2
+    return (torch.log(weights) - 0.5 * math.log(2 * math.pi) - 0.5 * torch.log(tau2)
+            - (x.unsqueeze(-1) - means) ** 2 / (2 * tau2))
+
+
+def _gmm1d_guided_score(x, sigma, label, scale, means, var, weights):
+    """grad log p_sigma(x) + s grad log p_sigma(y | x) of the 1-D mixture, exact."""
+    tau2 = var + sigma**2
+    log_joint = _gmm1d_log_joint(x, sigma, means, var, weights)
+    resp = torch.exp(log_joint - log_joint.max(dim=-1, keepdim=True).values)
+    resp = resp / resp.sum(dim=-1, keepdim=True)  # p_sigma(y | x)
+    comp_score = -(x.unsqueeze(-1) - means) / tau2  # d/dx log N(x; mu_k, tau2)
+    marginal = (resp * comp_score).sum(-1)
+    conditional = comp_score[..., label]
+    return marginal + scale * (conditional - marginal)
+
+
+def _tilted_log_density(grid, sigma, label, scale, means, var, weights):
+    """log [p_sigma(x) p_sigma(y | x)^s], unnormalised, on a grid."""
+    log_joint = _gmm1d_log_joint(grid, sigma, means, var, weights)
+    log_marg = torch.logsumexp(log_joint, dim=-1)
+    return log_marg + scale * (log_joint[..., label] - log_marg)
+
+
+def _quantiles(grid, log_density, u):
+    """Quantiles at levels u of the density exp(log_density) on a uniform grid (trapezoid CDF)."""
+    dens = torch.exp(log_density - log_density.max())
+    cdf = torch.cat([torch.zeros(1, dtype=grid.dtype),
+                     torch.cumsum(0.5 * (dens[1:] + dens[:-1]) * (grid[1:] - grid[:-1]), 0)])
+    cdf = cdf / cdf[-1]
+    idx = torch.searchsorted(cdf, u).clamp(1, grid.numel() - 1)
+    c0, c1 = cdf[idx - 1], cdf[idx]
+    frac = (u - c0) / (c1 - c0).clamp_min(1e-300)
+    return grid[idx - 1] + frac * (grid[idx] - grid[idx - 1])
+
+
+def guided_ode_tilt_gap(scale: float, *, means=(-1.0, 1.0), std: float = 0.5,
+                        weights=(0.5, 0.5), label: int = 1, sigma_max: float = 20.0,
+                        steps: int = 400, n_quantiles: int = 4000) -> TiltGap:
+    """Does the probability-flow ODE driven by the guided score draw p(x) p(y|x)^s / Z? Exactly, in 1-D.
+
+    A 1-D mixture of Gaussians N(mu_k, std^2) with weights pi_k has closed-form noised scores and
+    class posteriors at every sigma. At each sigma the guided field grad log p_sigma(x) + s grad
+    log p_sigma(y | x) is the score of q_sigma = p_sigma(x) p_sigma(y | x)^s / Z_sigma (proof
+    ``guided_score_tilt``). The ODE dx/dsigma = -sigma * (guided score) (EDM's probability-flow
+    ODE, x = x0 + sigma n) is started from q_{sigma_max} itself, the most favourable start, and
+    integrated to sigma = 0 with Heun's method on a Karras grid (rho = 7) of ``steps`` steps.
+    In 1-D the ODE's flow map is increasing, so it carries the quantiles of the start law to the
+    quantiles of its end law; those are compared with the quantiles of the target q_0 = p(x)
+    p(y | x)^s / Z, computed by quadrature on a fine grid. At s = 1 the q_sigma are the noised
+    marginals of p(x | y) and the gap is the integration error only; for s != 1 they are not the
+    noised marginals of any one density, and the end law misses q_0.
+    """
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"the guidance scale must be a finite number >= 0, got {scale}")
+    if std <= 0 or sigma_max <= 0 or steps < 2 or n_quantiles < 10:
+        raise ValueError("need std > 0, sigma_max > 0, steps >= 2 and n_quantiles >= 10")
+    dt = torch.float64
+    mu = torch.as_tensor(means, dtype=dt)
+    pi = torch.as_tensor(weights, dtype=dt)
+    pi = pi / pi.sum()
+    if mu.shape != pi.shape or not 0 <= label < mu.numel():
+        raise ValueError("means and weights must have one entry per class, and label must be a class")
+    var = torch.tensor(std**2, dtype=dt)
+    args = (label, float(scale), mu, var, pi)
+    u = (torch.arange(n_quantiles, dtype=dt) + 0.5) / n_quantiles
+
+    def grid_for(sigma):
+        half = float(mu.abs().max()) + 12 * math.sqrt(std**2 + sigma**2)
+        return torch.linspace(-half, half, 40001, dtype=dt)
+
+    g0 = grid_for(sigma_max)
+    x = _quantiles(g0, _tilted_log_density(g0, torch.tensor(sigma_max, dtype=dt), *args), u)
+    # Karras et al.'s noise levels from sigma_max down to 0
+    rho, smin = 7.0, 1e-4
+    i = torch.arange(steps, dtype=dt) / (steps - 1)
+    sig = (sigma_max ** (1 / rho) + i * (smin ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    sig = torch.cat([sig, torch.zeros(1, dtype=dt)])
+    for s_cur, s_next in zip(sig[:-1], sig[1:]):
+        d_cur = -s_cur * _gmm1d_guided_score(x, s_cur, *args)
+        x_next = x + (s_next - s_cur) * d_cur
+        if s_next > 0:
+            d_next = -s_next * _gmm1d_guided_score(x_next, s_next, *args)
+            x_next = x + (s_next - s_cur) * 0.5 * (d_cur + d_next)
+        x = x_next
+    g = grid_for(0.0)
+    target = _quantiles(g, _tilted_log_density(g, torch.tensor(0.0, dtype=dt), *args), u)
+    w1 = (x - target).abs().mean()
+    return TiltGap(float(scale), float(w1), float(x.mean()), float(x.std()), float(target.mean()),
+                   float(target.std()))
+
+
+def ancestral_guidance_ratio(schedule=None, variance: str = "small") -> torch.Tensor:
+    """ADM's two guided DDPM steps compared: the mean shift of Alg. 1 over that of Alg. 2, per step.
+
+    With g = s grad log p(y | x_t), ADM's ancestral sampler (Alg. 1, ``condition_mean`` in its
+    code) shifts the reverse mean by Sigma_t g, while its DDIM-style sampler (Alg. 2,
+    ``condition_score``) changes the noise prediction to eps - sqrt(1 - alpha_bar_t) g; pushed
+    through DDPM's posterior mean, the latter shifts the mean by (beta_t / sqrt(alpha_t)) g, which
+    is the book's guided denoiser D + s sigma^2 grad log p. The ratio of the two shifts is
+    Sigma_t sqrt(alpha_t) / beta_t. ``variance`` "small" takes Sigma_t = beta~_t = beta_t (1 -
+    alpha_bar_{t-1}) / (1 - alpha_bar_t) (so the ratio is sqrt(alpha_t) (1 - alpha_bar_{t-1}) /
+    (1 - alpha_bar_t)); "large" takes Sigma_t = beta_t (ratio sqrt(alpha_t)). ADM learns Sigma_t
+    between the two (iDDPM), so its ratio lies between these curves. Returns the ratio for
+    t = 1..T (index t - 1); ``schedule`` defaults to DDPM's linear 1,000-step chain.
+    """
+    from .chain import DiscreteSchedule
+
+    schedule = DiscreteSchedule.linear() if schedule is None else schedule
+    alphas, betas = schedule.alphas, schedule.betas
+    if variance == "small":
+        sigma2 = betas * (1 - schedule.alpha_bar_prev) / (1 - schedule.alpha_bar)
+    elif variance == "large":
+        sigma2 = betas
+    else:
+        raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
+    return sigma2 * alphas.sqrt() / betas
