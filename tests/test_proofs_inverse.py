@@ -22,3 +22,11 @@ def test_block_matrix_and_numeric_twin():
     phi = block_lowpass_matrix(3)
     assert phi.shape == (6, 6) and phi[0, 2] * 3 == 1 and phi[0, 3] == 0
     assert math.isclose(gaussian_step_factor(0.25, 1.0, 0.5), (0.25 + 0.25) / (0.25 + 1.0))
+
+
+def test_ccdf_bound_needs_the_noise_term():
+    """With independent noise the one-step identity has a 2 tau term: stating the shared-noise
+    form (no noise term) for independent chains must fail, and so must a wrong factor."""
+    assert not ccdf_contraction_check(noise_factor=0).ok
+    assert not ccdf_contraction_check(noise_factor=1).ok
+    assert ccdf_contraction_check().ok

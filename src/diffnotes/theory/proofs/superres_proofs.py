@@ -264,7 +264,7 @@ SRDIFF_RESIDUAL_SHIFT = Proof(
                r" c\sigma\big)\ \text{(VE/EDM)},"
                r"\qquad L_{t-1}^{(r)} = L_{t-1}^{(x)},\qquad "
                r"L_T^{(x)} - L_T^{(r)} = \tfrac{\bar\alpha_T}{2}\big(\lVert x_0\rVert^2 - "
-               r"\lVert x_0-\mu\rVert^2\big)"),
+               r"\lVert x_0-\mu\rVert^2\big)\ \ (c = 1)"),
     steps=[
         ("Without scaling (VE / EDM) and with c = 1, r = r0 + sigma n = x - mu: the noisy "
          "residual is the noisy image moved by mu. The ideal residual denoiser, computed from the "
