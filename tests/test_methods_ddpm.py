@@ -199,3 +199,77 @@ def test_bad_input_raises_one_clear_value_error():
         ddpm.vlb_terms(gaussian_denoiser, torch.zeros(2, 2), torch.tensor([0, 3]), sch)
     with pytest.raises(ValueError, match="steps must be"):
         sch.sampling_sigmas(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# iDDPM's bound and losses: the decoder and the unit of L_vlb (diffnotes.methods.iddpm)
+# ----------------------------------------------------------------------------------------------
+def _iddpm_model(v):
+    from diffnotes.methods import iddpm
+    from diffnotes.nets import MLP
+    from diffnotes.precond import VPPrecond
+
+    torch.manual_seed(0)
+    net = MLP(16, hidden=16, depth=1)
+    return iddpm.LearnedVarianceModel(VPPrecond(net).double(), iddpm.ConstantV(v))
+
+
+def _grid_images(n=8, levels=17, seed=0):
+    x = torch.rand(n, 16, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
+    return (x * (levels - 1) / 2).round() / ((levels - 1) / 2)
+
+
+def test_iddpm_discretized_decoder_matches_ddpm_bound_for_fixed_beta():
+    from diffnotes.methods import iddpm
+
+    schedule = DDPMSchedule.linear(20, 1e-3, 0.3)
+    x0 = _grid_images()
+    model = _iddpm_model(1.0)  # v = 1: Sigma = beta_t, DDPM's "beta" arm, decoder beta_1
+    got = iddpm.nll_bound(model, x0, schedule, decoder="discretized", levels=17,
+                          generator=torch.Generator().manual_seed(1))
+    want = ddpm.nll_bound(model, x0, schedule, decoder="discretized", levels=17, reverse_variance="beta",
+                          generator=torch.Generator().manual_seed(1))["total"]
+    torch.testing.assert_close(got / (16 * math.log(2)), want.double(), rtol=1e-6, atol=1e-6)
+    # the density decoder is a different quantity: on these 17-level data it is far lower
+    dens = iddpm.nll_bound(model, x0, schedule, generator=torch.Generator().manual_seed(1))
+    assert float((got - dens).mean()) > 0
+    with pytest.raises(ValueError, match="decoder"):
+        iddpm.nll_bound(model, x0, schedule, decoder="categorical")
+
+
+def test_gaussian_and_discretized_decoders_differ_by_log2_127_5_bits_for_a_wide_decoder():
+    # -log P(bin) = -log(p(x0) * 2/255) when the decoder is wide next to a bin: 7 bits/dim apart
+    x0 = _grid_images(levels=256, n=64)
+    mean, var = x0 + 0.05, torch.tensor(0.3**2, dtype=torch.float64)
+    from diffnotes.chain import discretized_gaussian_nll, gaussian_nll
+
+    inner = x0.abs() < 0.9  # the two outermost bins reach to infinity
+    x0, mean = x0[inner.all(dim=1)], mean[inner.all(dim=1)]
+    assert x0.shape[0] > 0
+    gap_bits = (discretized_gaussian_nll(x0, mean, var, 256) - gaussian_nll(x0, mean, var)) / (16 * math.log(2))
+    assert torch.allclose(gap_bits, torch.full_like(gap_bits, math.log2(127.5)), atol=1e-3)
+
+
+def test_iddpm_losses_take_l_vlb_in_nats_or_bits():
+    from diffnotes.methods import iddpm
+
+    schedule = DDPMSchedule.linear(20, 1e-3, 0.3)
+    x0 = _grid_images()
+    model = _iddpm_model(0.5)
+    losses = {}
+    for unit in ("nats", "bits"):
+        for name, loss in (("hybrid", iddpm.HybridLoss(schedule, vlb_unit=unit)),
+                           ("vlb", iddpm.VLBLoss(schedule, vlb_unit=unit))):
+            torch.manual_seed(3)
+            losses[name, unit] = loss(model, x0)
+    torch.testing.assert_close(losses["vlb", "bits"], losses["vlb", "nats"] / math.log(2))
+    # L_hybrid: the same L_simple, the L_vlb part 1/ln 2 as large in bits
+    torch.manual_seed(3)
+    simple = iddpm.HybridLoss(schedule, lambda_vlb=0.0)(model, x0)
+    torch.testing.assert_close(losses["hybrid", "bits"] - simple, (losses["hybrid", "nats"] - simple) / math.log(2))
+    # so lambda = 0.001 in nats weighs L_vlb as lambda = 0.001 ln 2 does in bits
+    torch.manual_seed(3)
+    bits_small = iddpm.HybridLoss(schedule, lambda_vlb=1e-3 * math.log(2), vlb_unit="bits")(model, x0)
+    torch.testing.assert_close(bits_small, losses["hybrid", "nats"])
+    with pytest.raises(ValueError, match="vlb_unit"):
+        iddpm.HybridLoss(schedule, vlb_unit="bans")

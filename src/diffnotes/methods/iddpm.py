@@ -12,10 +12,14 @@ sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)). What iDDPM 
   variance interpolates in log space between the two bounds (eq. 15),
   Sigma = exp(v log beta_t + (1 - v) log beta_tilde_t), with v = (out + 1) / 2 of the raw head
   output ``out`` as in the paper's code, so an untrained head sits halfway.
-* :func:`vlb_term` — one term L_{t-1} of the bound with the learned variance (KL for t >= 2,
-  the decoder's Gaussian NLL at t = 1, for continuous toy data), and :func:`nll_bound` summing all.
+* :func:`vlb_term` — one term L_{t-1} of the bound with the learned variance (KL for t >= 2; at
+  t = 1 the decoder: by default a Gaussian density, for continuous toy data, or with
+  ``decoder="discretized"`` the paper's discretized likelihood over 256 bins, DDPM eq. 13, which
+  image bits/dim need), and :func:`nll_bound` summing all, in nats.
 * :class:`HybridLoss` — L_hybrid = L_simple + lambda L_vlb with lambda = 0.001 (Sec. 3.1), the
-  mean's gradient stopped in the L_vlb term; :class:`VLBLoss` — L_vlb alone, t uniform or from
+  mean's gradient stopped in the L_vlb term. L_vlb is in nats by default (the stored lab run);
+  the paper's code takes it in bits, ``vlb_unit="bits"``; in nats the effective lambda, counted
+  in the paper's bits, is 0.001 ln 2 = 6.9e-4. :class:`VLBLoss` — L_vlb alone, t uniform or from
 * :class:`ImportanceSampler` — t drawn with p_t proportional to sqrt(E[L_t^2]) over the last 10
   values of each term, uniform until every t has 10 (Sec. 3.3, eq. 18).
 * :func:`sample` — ancestral sampling with the learned variance on a respaced chain (Sec. 4:
@@ -26,17 +30,21 @@ Used by ``book/papers/nichol2021improved.md`` and ``notebooks/nichol2021improved
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from diffnotes import constants as K
-from diffnotes.chain import (bound_terms, check_steps, gather, gaussian_kl, gaussian_nll, prior_kl, random_steps,
-                             sum_dims)
+from diffnotes.chain import (bound_terms, check_steps, discretized_gaussian_nll, gather, gaussian_kl, gaussian_nll,
+                             prior_kl, random_steps, sum_dims)
 from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 from diffnotes.parameterization import append_dims, denoiser_to_eps
 
 __all__ = [
     "LAMBDA_VLB",
+    "DECODERS",
+    "VLB_UNITS",
     "cosine_schedule",
     "linear_schedule",
     "respace",
@@ -53,6 +61,21 @@ __all__ = [
 ]
 
 LAMBDA_VLB = 1e-3  # iDDPM Sec. 3.1: L_hybrid = L_simple + lambda L_vlb, lambda = 0.001
+DECODERS = ("gaussian", "discretized")
+VLB_UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2)}  # L_vlb in nats (ours, default) or bits (paper's code)
+
+
+def _check_decoder(decoder: str, levels: int) -> None:
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    if int(levels) != levels or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+
+
+def _unit_scale(vlb_unit: str) -> float:
+    if vlb_unit not in VLB_UNITS:
+        raise ValueError(f"unknown vlb_unit {vlb_unit!r}; valid: {', '.join(VLB_UNITS)}")
+    return VLB_UNITS[vlb_unit]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,13 +168,20 @@ def log_variance(v: torch.Tensor, schedule: DDPMSchedule, t: torch.Tensor) -> to
 
 
 def vlb_term(model: LearnedVarianceModel, x0: torch.Tensor, t: torch.Tensor, schedule: DDPMSchedule, *,
-             noise: torch.Tensor | None = None, stop_mean_grad: bool = False, class_labels=None):
+             noise: torch.Tensor | None = None, stop_mean_grad: bool = False, class_labels=None,
+             decoder: str = "gaussian", levels: int = 256):
     """(L_{t-1} per sample in nats, denoised, noise): the bound's term at step t with the learned variance.
 
-    t >= 2: KL(q(x_{t-1} | x_t, x0) || N(mu_theta, Sigma_theta)); t = 1: -log N(x0; mu_theta, Sigma_theta)
-    (a density decoder for continuous data). ``stop_mean_grad`` detaches mu_theta (iDDPM's
+    t >= 2: KL(q(x_{t-1} | x_t, x0) || N(mu_theta, Sigma_theta)); t = 1: the decoder,
+    ``"gaussian"`` -log N(x0; mu_theta, Sigma_theta) (a density, for continuous data: the default
+    and the lab's toy runs) or ``"discretized"`` -log of the probability of x0's bin among
+    ``levels`` values in [-1, 1] (DDPM eq. 13, what iDDPM's image bits/dim use). On 8-bit data,
+    with a decoder wide next to a bin of width 2/255, the bin's probability is about the density
+    times 2/255, so the two differ by about log2(127.5) = 7 bits/dim; only the discretized one
+    compares with the paper's tables. ``stop_mean_grad`` detaches mu_theta (iDDPM's
     L_vlb term in L_hybrid trains only the variance).
     """
+    _check_decoder(decoder, levels)
     t = check_steps(t, schedule.T).to(x0.device)
     noise = torch.randn_like(x0) if noise is None else noise
     x, sigma = schedule.perturb(x0, t, noise)
@@ -163,18 +193,26 @@ def vlb_term(model: LearnedVarianceModel, x0: torch.Tensor, t: torch.Tensor, sch
     log_var = log_variance(model.v(x, sigma, class_labels), schedule, t)
     kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var.exp()))
     # at t = 1 the posterior mean coefficient of x0 is 1 and of x_1 is 0: mu_theta = x0_hat
-    dec = gaussian_nll(x0, mean_p, log_var=log_var)
+    if decoder == "gaussian":
+        dec = gaussian_nll(x0, mean_p, log_var=log_var)
+    else:
+        dec = discretized_gaussian_nll(x0, mean_p, log_var.exp(), levels)
     return torch.where(t == 1, dec, kl), denoised, noise
 
 
 @torch.no_grad()
 def nll_bound(model: LearnedVarianceModel, x0: torch.Tensor, schedule: DDPMSchedule, *,
-              generator: torch.Generator | None = None, return_terms: bool = False):
+              generator: torch.Generator | None = None, return_terms: bool = False,
+              decoder: str = "gaussian", levels: int = 256):
     """Every term of L_vlb = L_T + sum_t L_{t-1} per sample, in nats (a bound on -log p(x0)).
 
     One noise draw per term; ``return_terms`` also returns the (N, T) matrix of L_{t-1}.
+    ``decoder``: see :func:`vlb_term` (``"discretized"`` for image bits/dim comparable with the
+    paper's; ``chain.to_bits_per_dim`` converts).
     """
-    terms = bound_terms(lambda steps, noise: vlb_term(model, x0, steps, schedule, noise=noise)[0],
+    _check_decoder(decoder, levels)
+    terms = bound_terms(lambda steps, noise: vlb_term(model, x0, steps, schedule, noise=noise, decoder=decoder,
+                                                     levels=levels)[0],
                         x0, schedule.T, generator)
     prior = prior_kl(x0, schedule).double().cpu()
     total = prior + terms.sum(dim=1)
@@ -230,39 +268,55 @@ class ImportanceSampler:
 # Losses
 # ----------------------------------------------------------------------------------------------
 class HybridLoss:
-    """L_hybrid = L_simple + lambda L_vlb (iDDPM Sec. 3.1), per sample, in nats per dimension.
+    """L_hybrid = L_simple + lambda L_vlb (iDDPM Sec. 3.1), per sample, per dimension.
 
     L_simple is DDPM's ||eps - eps_hat||^2 (mean over dimensions); the L_vlb term is the one-step
     estimate T L_{t-1} (for uniform t), with the mean's gradient stopped, divided by the number of
     dimensions. With T = 1000 and lambda = 0.001 the L_vlb term enters with weight one, as in the
-    paper's code. ``lambda_vlb=0`` trains the mean alone (the variance head then gets no gradient).
+    paper's code. ``vlb_unit``: ``"nats"`` (default; the lab's stored run) or ``"bits"`` (the
+    paper's code, which divides its KL terms by ln 2): in nats, lambda = 0.001 weighs L_vlb as
+    lambda = 0.001 ln 2 = 6.9e-4 would in bits. ``lambda_vlb=0`` trains the mean alone (the
+    variance head then gets no gradient). ``decoder``: see :func:`vlb_term`.
     """
 
-    def __init__(self, schedule: DDPMSchedule, lambda_vlb: float = LAMBDA_VLB):
+    def __init__(self, schedule: DDPMSchedule, lambda_vlb: float = LAMBDA_VLB, *, vlb_unit: str = "nats",
+                 decoder: str = "gaussian", levels: int = 256):
         if lambda_vlb < 0:
             raise ValueError(f"lambda_vlb must be >= 0, got {lambda_vlb}")
+        _check_decoder(decoder, levels)
         self.schedule, self.lambda_vlb = schedule, lambda_vlb
+        self.vlb_unit, self.unit_scale = vlb_unit, _unit_scale(vlb_unit)
+        self.decoder, self.levels = decoder, levels
 
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         t = random_steps(x0.shape[0], self.schedule.T, x0.device)
-        term, denoised, noise = vlb_term(model, x0, t, self.schedule, stop_mean_grad=True, class_labels=class_labels)
+        term, denoised, noise = vlb_term(model, x0, t, self.schedule, stop_mean_grad=True, class_labels=class_labels,
+                                         decoder=self.decoder, levels=self.levels)
         x, sigma = self.schedule.perturb(x0, t, noise)
         simple = (denoiser_to_eps(denoised, x, sigma) - noise).pow(2).flatten(1).mean(dim=1)  # DDPM eq. 14
         dims = x0[0].numel()
+        if self.unit_scale != 1.0:
+            term = term * self.unit_scale
         return simple + self.lambda_vlb * self.schedule.T * term / dims
 
 
 class VLBLoss:
     """L_vlb alone (mean and variance both trained), t uniform or from an :class:`ImportanceSampler`.
 
-    The one-sample estimate is L_{t-1} / p_t (= T L_{t-1} for uniform t), per dimension; the prior
-    term L_T has no parameters and is left out. The sampler's history is updated on every call.
+    The one-sample estimate is L_{t-1} / p_t (= T L_{t-1} for uniform t), per dimension, in nats
+    (default) or bits (``vlb_unit="bits"``, the paper's code); the prior term L_T has no
+    parameters and is left out. The sampler's history is updated on every call (in nats, either
+    way). ``decoder``: see :func:`vlb_term`.
     """
 
-    def __init__(self, schedule: DDPMSchedule, sampler: ImportanceSampler | None = None):
+    def __init__(self, schedule: DDPMSchedule, sampler: ImportanceSampler | None = None, *, vlb_unit: str = "nats",
+                 decoder: str = "gaussian", levels: int = 256):
         if sampler is not None and sampler.T != schedule.T:
             raise ValueError(f"the sampler has T={sampler.T} but the schedule T={schedule.T}")
+        _check_decoder(decoder, levels)
         self.schedule, self.sampler = schedule, sampler
+        self.vlb_unit, self.unit_scale = vlb_unit, _unit_scale(vlb_unit)
+        self.decoder, self.levels = decoder, levels
 
     def __call__(self, model, x0: torch.Tensor, class_labels=None) -> torch.Tensor:
         n = x0.shape[0]
@@ -272,9 +326,12 @@ class VLBLoss:
         else:
             t, p = self.sampler.sample(n)
             t = t.to(x0.device)
-        term, _, _ = vlb_term(model, x0, t, self.schedule, class_labels=class_labels)
+        term, _, _ = vlb_term(model, x0, t, self.schedule, class_labels=class_labels, decoder=self.decoder,
+                              levels=self.levels)
         if self.sampler is not None:
             self.sampler.update(t, term)
+        if self.unit_scale != 1.0:
+            term = term * self.unit_scale
         return term / p.to(term.device, term.dtype) / x0[0].numel()
 
 
