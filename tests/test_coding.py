@@ -214,6 +214,23 @@ def test_coding_proofs_fail_when_their_statement_is_false():
     assert C.pfr_length_check().ok
     assert not C.pfr_length_check(jensen_sign=-1).ok  # the length bound is concave, not convex
     assert not C.pfr_length_check(slack=2).ok  # the steps give +4, not +2
+    assert not C.pfr_length_check(slack=3).ok  # nor +3: the gap is 0 at KL = 0
+
+
+def test_pfr_length_proof_checks_the_elias_delta_length_bound_itself():
+    """The proof now proves len(k) <= log2 k + 2 log2(log2 k + 1) + 1 for every k; a coefficient 1
+    on the logarithm (Li & El Gamal's shape, which holds for an optimal code, not for Elias delta)
+    or a missing +1 is a false statement about this code, and the check must reject it."""
+    from diffnotes.theory.proofs import coding_proofs as C
+
+    for wrong in (dict(log_coeff=1), dict(offset=0)):
+        result = C.pfr_length_check(**wrong)
+        assert not result.ok and "Elias delta length above the bound" in result.residual
+    # the written-out code words in the proof agree with the engine's code
+    for k in range(1, 3000):
+        word = C._elias_delta_word(k)
+        assert len(word) == coding.elias_delta_bits(k) and word == coding.elias_delta_encode(k)
+        assert coding.elias_delta_decode(word) == (k, "")
 
 
 def test_pfr_stops_at_2_to_the_kl_plus_t_when_the_certificate_is_out_of_reach():
