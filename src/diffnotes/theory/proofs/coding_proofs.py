@@ -1,8 +1,10 @@
 """Channel simulation: the derivations of the Havasi 2019 and Harsha 2007 chapters.
 
 What minimal random coding's output law is (and why it is only approximately q), what a rejection
-sampler accepts, how far a Gaussian likelihood ratio can rise, and why the Poisson functional
-representation's index costs KL + 2 log2(KL + 1) + O(1) bits. The engine's coders live in
+sampler accepts, how far a Gaussian likelihood ratio can rise, and why the book's Elias delta
+code of the Poisson functional representation's index costs at most KL + 2 log2(KL + 1) + 4 bits
+(the book's bound for its own code; Harsha et al. 2007 and Li & El Gamal 2018 prove their own,
+different bounds, which the chapters state). The engine's coders live in
 ``diffnotes.coding``; each check below can be made to fail by a parameter that states something
 false (``tests/test_coding.py``).
 """
