@@ -19,9 +19,20 @@ def _cells(line: str) -> int:
 
 @pytest.mark.parametrize("table", all_tables(), ids=lambda t: t.name)
 def test_rows_have_the_header_width(table):
-    lines = [ln for ln in table.text().splitlines() if ln.strip().startswith("|")]
-    if not lines:
+    blocks, current = [], []  # a generated file may hold several tables: check each
+    for ln in table.text().splitlines():
+        if ln.strip().startswith("|"):
+            current.append(ln)
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    if not blocks:
         pytest.skip(f"{table.name} has no table yet")
-    width = _cells(lines[0])
-    bad = [ln[:120] for ln in lines[1:] if _cells(ln) != width]
+    bad = []
+    for lines in blocks:
+        width = _cells(lines[0])
+        bad += [ln[:120] for ln in lines[1:] if _cells(ln) != width]
+    width = "each table"
     assert not bad, f"{table.name}: rows whose cell count differs from the header's {width}:\n" + "\n".join(bad)

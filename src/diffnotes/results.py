@@ -1,24 +1,35 @@
-"""Measured claims with error bars, their verdicts, and the generated ``book/results.md`` table.
+"""Measured claims with error bars, their verdicts, and the rules that compute them.
 
 A notebook measures each claim over several seeds and builds a :class:`Claim` with one of the
-decision rules below; the rule, not the notebook, computes the verdict:
+decision rules below; the rule, not the notebook, computes the verdict. Every interval is a
+**Student-t** interval with the seeds' degrees of freedom (``n - 1``): with three seeds the 95%
+two-sided critical value is 4.30, not 2 (:func:`t_crit`).
 
 ``compare(a, b)``
-    Two arms measured with the same seeds (e.g. Heun and Euler at one budget). The per-seed
-    differences ``a_i - b_i`` give a mean difference and its standard error ``se``. The claim
-    "a is better than b" **holds** when the mean difference is better than zero by more than
-    ``2 se``, **does not hold** when it is worse by more than ``2 se``, and is **within noise**
-    otherwise.
+    Two arms measured with the same seeds. The per-seed differences ``a_i - b_i`` give a mean
+    difference and its 95% t-interval. "a is better than b" **holds** when the interval lies on
+    the claim's side of zero, **does not hold** when it lies on the other side, and is
+    **inconclusive** otherwise (the seeds cannot tell the arms apart -- which is *not* evidence
+    that they are the same).
 ``threshold(values, bound)``
-    One arm against a fixed number (e.g. uniform coding at log2 17 bits/dim): the same rule with
-    ``b`` the constant.
-``ratio(num, den, paper_ratio)``
-    A paper's "about k times": the per-seed ratios give ``mean ± 2 se``; the claim **holds** when
-    that interval contains the paper's factor and **does not hold** otherwise. No hand-set window.
+    One arm against a fixed number: the same rule with ``b`` the constant.
+``noninferior(a, b, margin)``
+    "a is as good as b or better": the one-sided 95% bound of how much worse ``a`` is (the upper
+    end of the 90% two-sided t-interval, as in two one-sided tests) must lie below the margin
+    declared with the claim. **holds** then; **does not hold** when even the other end lies
+    beyond the margin; **inconclusive** otherwise.
+``equivalent(a, b, margin)``
+    "a and b are the same": two one-sided tests (TOST) -- the 90% t-interval of the difference
+    inside ``[-margin, margin]`` gives **equivalent**, an interval entirely outside it gives
+    **different**, anything else is **inconclusive**.
+``ratio(num, den, paper_ratio, tolerance)``
+    A paper's "about k times": the per-seed ratios' 95% t-interval is compared with the band
+    ``[k / tolerance, k * tolerance]`` declared with the claim: inside it **holds**, disjoint
+    from it **does not hold**, overlapping its edge **inconclusive**. (The earlier rule, "k
+    inside mean ± 2 se", rewarded noisy measurements and failed precise ones.)
 ``curve(xs, a, b)``
-    A claim about a curve (e.g. error against NFE): ``compare`` at every point, and the verdict
-    says at which points it holds ("holds" only when it holds at all of them, "mixed" when the
-    points disagree).
+    A claim about a curve: one of the rules above at every point; the verdict names the points
+    ("holds" only when it holds at all of them, "mixed" when the points disagree).
 
 A claim needs at least :data:`MIN_SEEDS` seeds to be judged. Under the ``quick`` profile (CI) a
 notebook may use fewer, and the verdict is then "not judged at quick"; under ``full`` or ``gpu``
@@ -27,9 +38,12 @@ fewer seeds is an error.
 A notebook calls :func:`record` **after** its checks (asserts). Outside ``quick`` the record is
 written to ``notebooks/results/<key>.json`` (``gpu`` runs: ``notebooks/results/gpu/<key>.json``, a
 separate set); ``quick`` runs write under ``_build/results/`` so that a test run never rewrites
-the committed numbers. ``record`` prints a digest of the claims;
-a test compares that digest in the notebook's stored output with the committed JSON, so a record
-cannot drift from the outputs the site shows.
+the committed numbers. ``record`` prints a digest of the claims; a test compares that digest in
+the notebook's stored output with the committed JSON, so a record cannot drift from the outputs
+the site shows. Records are the measurements; the verdicts on the results page are recomputed
+from their per-seed values under the current rules and each claim's declaration
+(:mod:`diffnotes.claims`), so a change of rule re-judges every stored claim and the verdict a
+record was written with stays visible beside it.
 """
 
 from __future__ import annotations
@@ -44,7 +58,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .markdown import cell
 from .profiles import get_profile
 
 RESULTS_DIR = Path("notebooks") / "results"
@@ -54,13 +67,43 @@ GPU_DIR = RESULTS_DIR / "gpu"  # the gpu profile's own set: it never overwrites 
 MIN_SEEDS = 3
 """Fewest seeds a verdict may rest on."""
 
-Z = 2.0
-"""A difference counts when it exceeds ``Z`` standard errors (about a 95% interval)."""
+LEVEL = 0.95
+"""Coverage of every two-sided interval (equivalence and non-inferiority use 1 - 2(1 - LEVEL)
+two-sided, i.e. one-sided tests at 1 - LEVEL each)."""
 
-HOLDS, FAILS, NOISE, MIXED, UNJUDGED = (
-    "holds", "does not hold", "within noise", "mixed", "not judged at quick",
+HOLDS, FAILS, INCONCLUSIVE, MIXED, UNJUDGED = (
+    "holds", "does not hold", "inconclusive", "mixed", "not judged at quick",
 )
-VERDICTS = (HOLDS, FAILS, NOISE, MIXED, UNJUDGED)
+EQUIVALENT, DIFFERENT = "equivalent", "different"
+NOISE = "within noise"
+"""The name the earlier ±2 se rule gave to :data:`INCONCLUSIVE`; kept to read old records."""
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, MIXED, UNJUDGED, EQUIVALENT, DIFFERENT, NOISE)
+
+
+def t_crit(n: int, level: float = LEVEL) -> float:
+    """Two-sided Student-t critical value for ``n`` paired values (``n - 1`` degrees of
+    freedom): 4.30 for three seeds, 2.78 for five at 95%."""
+    if n < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean and the ``level`` t-interval ``(mean, low, high)`` of ``values`` (nan ends for one
+    value)."""
+    mean, se = mean_se(values)
+    half = t_crit(len(values), level) * se if len(values) > 1 else math.nan
+    return mean, mean - half, mean + half
+
+
+def fmt_interval(values: Sequence[float], digits: int = 3, level: float = LEVEL) -> str:
+    """``0.719 ± 0.009`` with the t-interval's half width (just the value for one seed)."""
+    mean, low, high = t_interval(values, level)
+    if math.isnan(low):
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} ± {(high - low) / 2:.2g}"
 
 
 def seeds(profile=None, *, quick: int = 1, full: int = MIN_SEEDS) -> tuple[int, ...]:
@@ -133,37 +176,125 @@ def _enough(n: int, what: str) -> bool:
     raise ValueError(f"{what}: {n} seed(s) under the full profile; at least {MIN_SEEDS} needed")
 
 
-def _sign_verdict(mean: float, se: float, better: str) -> str:
-    """Verdict for "difference is better than 0" with the ``Z``-standard-error rule."""
+def _direction(better: str) -> float:
     if better not in ("lower", "higher"):
         raise ValueError(f"better={better!r}; valid: 'lower', 'higher'")
-    d = mean if better == "higher" else -mean  # positive = the claim's direction
-    if d - Z * se > 0:
+    return 1.0 if better == "higher" else -1.0
+
+
+def judge_better(diffs: Sequence[float], better: str) -> str:
+    """Superiority: the 95% t-interval of the paired differences against zero."""
+    sign = _direction(better)
+    _, low, high = t_interval([sign * d for d in diffs])  # positive = the claim's direction
+    if low > 0:
         return HOLDS
-    if d + Z * se < 0:
+    if high < 0:
         return FAILS
-    return NOISE
+    return INCONCLUSIVE
 
 
-def _diff_verdict(a: list[float], b: list[float], better: str, claim: str) -> str:
+def _margin(margin) -> float:
+    try:
+        m = float(margin)
+    except (TypeError, ValueError):
+        m = math.nan
+    if not m > 0:
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    return m
+
+
+def judge_noninferior(diffs: Sequence[float], better: str, margin: float) -> str:
+    """Non-inferiority with ``margin`` (in the metric's units): how much worse ``a`` is, bounded
+    by the 90% two-sided t-interval (a one-sided test at 5%)."""
+    margin = _margin(margin)
+    sign = _direction(better)
+    _, low, high = t_interval([-sign * d for d in diffs], 2 * LEVEL - 1)  # positive = worse
+    if high < margin:
+        return HOLDS
+    if low > margin:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def judge_equivalent(diffs: Sequence[float], margin: float) -> str:
+    """Two one-sided tests: the 90% t-interval of the differences inside ``[-margin, margin]``."""
+    margin = _margin(margin)
+    _, low, high = t_interval(diffs, 2 * LEVEL - 1)
+    if -margin < low and high < margin:
+        return EQUIVALENT
+    if low > margin or high < -margin:
+        return DIFFERENT
+    return INCONCLUSIVE
+
+
+def judge_ratio(ratios: Sequence[float], paper_ratio: float, tolerance: float) -> str:
+    """"About k times": the 95% t-interval of the ratios against ``[k / tol, k * tol]``."""
+    if not float(tolerance) > 1:
+        raise ValueError(f"tolerance must be a factor above 1, got {tolerance!r}")
+    _, low, high = t_interval(ratios)
+    lo_band, hi_band = paper_ratio / tolerance, paper_ratio * tolerance
+    if lo_band <= low and high <= hi_band:
+        return HOLDS
+    if high < lo_band or low > hi_band:
+        return FAILS
+    return INCONCLUSIVE
+
+
+TESTS = ("better", "noninferior", "equivalent")
+
+
+def judge_pair(a: Sequence[float], b: Sequence[float], *, test: str = "better",
+               better: str = "lower", margin: float | None = None) -> str:
+    """The verdict for two paired arms under ``test`` (one of :data:`TESTS`)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    if test == "better":
+        return judge_better(diffs, better)
+    if test == "noninferior":
+        return judge_noninferior(diffs, better, margin)
+    if test == "equivalent":
+        return judge_equivalent(diffs, margin)
+    raise ValueError(f"test={test!r}; valid: {', '.join(TESTS)}")
+
+
+def _paired(a: list[float], b: list[float], claim: str) -> bool:
     if len(a) != len(b):
         raise ValueError(f"{claim!r}: arms have {len(a)} and {len(b)} seeds; pair them by seed")
-    if not _enough(len(a), claim):
-        return UNJUDGED
-    mean, se = mean_se([x - y for x, y in zip(a, b)])
-    return _sign_verdict(mean, se, better)
+    return _enough(len(a), claim)
+
+
+def rule_words(a: str, b: str, n: int, test: str = "better", better: str = "lower",
+               margin=None, where: str = "") -> str:
+    """The decision rule in words, as the results page prints it."""
+    op = "<" if better == "lower" else ">"
+    if test == "better":
+        return f"95% t-interval of {a} − {b} {op} 0{where} over {n} seeds"
+    if test == "noninferior":
+        return (f"{a} worse than {b} by less than {float(margin):g}: one-sided 95% t-bound"
+                f"{where} over {n} seeds")
+    return f"90% t-interval of {a} − {b} inside ±{float(margin):g} (TOST){where} over {n} seeds"
 
 
 def compare(claim: str, metric: str, a, b, *, names=("a", "b"), better: str = "lower",
-            paper: str = "") -> Claim:
+            paper: str = "", test: str = "better", margin: float | None = None) -> Claim:
     """Claim "arm ``a`` is better than arm ``b``" (``better``: "lower" or "higher" is better),
-    judged on per-seed paired differences."""
+    judged on per-seed paired differences; ``test="noninferior"`` or ``"equivalent"`` with a
+    declared ``margin`` for claims of "as good as" or "the same"."""
     a, b = _as_list(names[0], a), _as_list(names[1], b)
-    verdict = _diff_verdict(a, b, better, claim)
-    rule = (f"paired difference {names[0]} − {names[1]} {'<' if better == 'lower' else '>'} 0 "
-            f"by > {Z:g} se over {len(a)} seeds")
-    measured = f"{fmt_mean_se(a)} vs {fmt_mean_se(b)}"
+    verdict = (judge_pair(a, b, test=test, better=better, margin=margin)
+               if _paired(a, b, claim) else UNJUDGED)
+    rule = rule_words(names[0], names[1], len(a), test, better, margin)
+    measured = f"{fmt_interval(a)} vs {fmt_interval(b)}"
     return Claim(claim, metric, {names[0]: a, names[1]: b}, verdict, rule, measured, paper)
+
+
+def noninferior(claim: str, metric: str, a, b, *, margin: float, **kw) -> Claim:
+    """Claim "``a`` is as good as ``b`` or better", within ``margin``."""
+    return compare(claim, metric, a, b, test="noninferior", margin=margin, **kw)
+
+
+def equivalent(claim: str, metric: str, a, b, *, margin: float, **kw) -> Claim:
+    """Claim "``a`` and ``b`` are the same", within ``margin`` (two one-sided tests)."""
+    return compare(claim, metric, a, b, test="equivalent", margin=margin, **kw)
 
 
 def threshold(claim: str, metric: str, values, bound: float, *, name: str = "measured",
@@ -172,36 +303,44 @@ def threshold(claim: str, metric: str, values, bound: float, *, name: str = "mea
     vals = _as_list(name, values)
     if math.isnan(float(bound)):
         raise ValueError(f"{claim!r}: bound is NaN")
-    verdict = _diff_verdict(vals, [float(bound)] * len(vals), better, claim)
-    rule = (f"{name} {'<' if better == 'lower' else '>'} {bound_name} ({float(bound):.4g}) "
-            f"by > {Z:g} se over {len(vals)} seeds")
-    return Claim(claim, metric, {name: vals}, verdict, rule, fmt_mean_se(vals), paper)
+    const = [float(bound)] * len(vals)
+    verdict = judge_pair(vals, const, better=better) if _paired(vals, const, claim) else UNJUDGED
+    rule = rule_words(name, f"{bound_name} ({float(bound):.4g})", len(vals), "better", better)
+    return Claim(claim, metric, {name: vals}, verdict, rule, fmt_interval(vals), paper)
 
 
-def ratio(claim: str, metric: str, num, den, *, paper_ratio: float, names=("num", "den"),
-          paper: str = "") -> Claim:
+def ratio(claim: str, metric: str, num, den, *, paper_ratio: float, tolerance: float = 1.5,
+          names=("num", "den"), paper: str = "") -> Claim:
     """Claim "``num`` is about ``paper_ratio`` times ``den``": holds when the per-seed ratio's
-    mean ± ``Z`` se contains the paper's factor."""
+    95% t-interval lies inside ``[paper_ratio / tolerance, paper_ratio * tolerance]``."""
     num, den = _as_list(names[0], num), _as_list(names[1], den)
-    if len(num) != len(den):
-        raise ValueError(f"{claim!r}: {len(num)} and {len(den)} seeds; pair them by seed")
     if any(d == 0 for d in den):
         raise ValueError(f"{claim!r}: a denominator is zero")
+    enough = _paired(num, den, claim)
     ratios = [x / y for x, y in zip(num, den)]
-    mean, se = mean_se(ratios)
-    if not _enough(len(ratios), claim):
-        verdict = UNJUDGED
-    else:
-        verdict = HOLDS if mean - Z * se <= paper_ratio <= mean + Z * se else FAILS
-    interval = "" if math.isnan(se) else f" [{mean - Z * se:.3g}, {mean + Z * se:.3g}]"
-    rule = f"paper's factor {paper_ratio:g} inside ratio mean ± {Z:g} se over {len(ratios)} seeds"
+    verdict = judge_ratio(ratios, paper_ratio, tolerance) if enough else UNJUDGED
+    mean, low, high = t_interval(ratios)
+    interval = "" if math.isnan(low) else f" [{low:.3g}, {high:.3g}]"
+    rule = (f"95% t-interval of the ratio inside [{paper_ratio / tolerance:.3g}, "
+            f"{paper_ratio * tolerance:.3g}] (paper's {paper_ratio:g}, tolerance ×{tolerance:g})"
+            f" over {len(ratios)} seeds")
     values = {names[0]: num, names[1]: den, "ratio": ratios}
-    measured = f"ratio {fmt_mean_se(ratios)}{interval} (paper {paper_ratio:g})"
+    measured = f"ratio {fmt_interval(ratios)}{interval} (paper {paper_ratio:g})"
     return Claim(claim, metric, values, verdict, rule, measured, paper)
 
 
+def combine(verdicts: Sequence[str]) -> str:
+    """A curve's verdict from its points' verdicts."""
+    if UNJUDGED in verdicts:
+        return UNJUDGED
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return MIXED
+
+
 def curve(claim: str, metric: str, xs, a, b, *, names=("a", "b"), better: str = "lower",
-          x_name: str = "x", paper: str = "") -> Claim:
+          x_name: str = "x", paper: str = "", test: str = "better",
+          margin: float | None = None) -> Claim:
     """Claim "``a`` is better than ``b``" along a curve: ``a[i]``, ``b[i]`` hold the per-seed
     values at ``xs[i]``. The verdict names the points where it holds."""
     if not (len(xs) == len(a) == len(b)) or not xs:
@@ -209,22 +348,17 @@ def curve(claim: str, metric: str, xs, a, b, *, names=("a", "b"), better: str = 
     points, verdicts = [], []
     for x, ai, bi in zip(xs, a, b):
         ai, bi = _as_list(f"{names[0]} at {x}", ai), _as_list(f"{names[1]} at {x}", bi)
-        v = _diff_verdict(ai, bi, better, claim)
+        v = (judge_pair(ai, bi, test=test, better=better, margin=margin)
+             if _paired(ai, bi, claim) else UNJUDGED)
         verdicts.append(v)
         points.append({x_name: x, "verdict": v, names[0]: ai, names[1]: bi,
-                       "measured": f"{fmt_mean_se(ai)} vs {fmt_mean_se(bi)}"})
-    if UNJUDGED in verdicts:
-        verdict = UNJUDGED
-    elif len(set(verdicts)) == 1:
-        verdict = verdicts[0]
-    else:
-        verdict = MIXED
+                       "measured": f"{fmt_interval(ai)} vs {fmt_interval(bi)}"})
+    verdict = combine(verdicts)
     by_verdict = {}
     for x, v in zip(xs, verdicts):
         by_verdict.setdefault(v, []).append(str(x))
     measured = "; ".join(f"{v} at {x_name} {', '.join(v_xs)}" for v, v_xs in by_verdict.items())
-    rule = (f"paired difference {names[0]} − {names[1]} {'<' if better == 'lower' else '>'} 0 "
-            f"by > {Z:g} se at each {x_name}")
+    rule = rule_words(names[0], names[1], len(a[0]), test, better, margin, f" at each {x_name}")
     values = {f"{n} at {x}": list(map(float, vals)) for n, arm in zip(names, (a, b))
               for x, vals in zip(xs, arm)}
     return Claim(claim, metric, values, verdict, rule, measured, paper, points)
@@ -295,56 +429,3 @@ def load_records(root: Path | None = None) -> list[dict]:
     root = root or _repo_root()
     folder = root / RESULTS_DIR
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _cell(text) -> str:
-    """A Markdown table cell (the package's one escaper)."""
-    return cell(_fmt(text))
-
-
-def _row_parts(c: dict) -> tuple[str, str, str]:
-    """(measured, seeds, verdict) of a stored claim; a claim from before verdicts existed (one
-    seed, a hand-set yes/no) is shown as not judged."""
-    if "verdict" not in c:
-        return _fmt(c.get("measured", "")), "1", "not judged (one seed; to be re-run)"
-    lengths = [len(v) for v in c.get("values", {}).values()]
-    n = str(min(lengths)) if lengths else "–"
-    verdict = c["verdict"] if c["verdict"] != FAILS else f"**{FAILS}**"
-    return c["measured"], n, verdict
-
-
-def render_results_table(root: Path | None = None) -> str:
-    records = load_records(root)
-    if not records:
-        return "*No notebook has recorded results yet.*\n"
-    lines = [
-        "| paper | claim | measured | ours (mean ± se) | seeds | paper's number | verdict | "
-        "profile, date, machine |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for rec in records:
-        for c in rec["claims"]:
-            measured, n, verdict = _row_parts(c)
-            lines.append(
-                f"| {{cite:t}}`{rec['key']}` | {_cell(c['claim'])} | {_cell(c['metric'])} | "
-                f"{_cell(measured)} | {n} | {_cell(c.get('paper') or '–')} | {verdict} | "
-                f"{rec['profile']}, {rec['date']}, {rec['machine']} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def _generated_tables():
-    from .markdown import GeneratedTable
-
-    return [GeneratedTable("results", render_results_table, "notebooks/results/*.json")]
-
-
-GENERATED_TABLES = _generated_tables()

@@ -21,11 +21,11 @@ __all__ = ["GENERATED_DIR", "HEADER", "GeneratedTable", "find_root", "all_tables
 
 def _contributors() -> list:
     """The modules that define ``GENERATED_TABLES`` (imported here, never the other way round)."""
-    from . import book_status, results
+    from . import book_status, claims
     from .catalogue import render
     from .theory import tables as theory_tables
 
-    return [render, theory_tables, results, book_status]
+    return [render, theory_tables, claims, book_status]
 
 
 def all_tables() -> list[GeneratedTable]:

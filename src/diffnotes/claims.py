@@ -1,0 +1,328 @@
+"""Declared claims, re-judged: the registry ``data/claims.yaml`` and the results page.
+
+Every claim a lab measures is declared once in ``src/diffnotes/data/claims.yaml``, under its
+paper's key: its words, the metric, the arms and the direction, the test (``better``,
+``noninferior`` or ``equivalent``) with its margin, or the paper's factor and the tolerance of an
+"about k times" claim, the paper's source, the untrained control, when it was declared and the
+verdicts it had before. A notebook's record (:mod:`diffnotes.results`) holds what was measured,
+per seed. This module joins the two: each stored claim is re-judged from its per-seed values by
+the rules of :mod:`diffnotes.results` under its declaration, so the page never shows a verdict
+that the current rules would not compute, and the verdict a record was written with stays
+visible where the two differ. ``tests/test_claims.py`` fails on a declared claim without a
+record, a record without a declaration, or a declaration the rules cannot read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import results as R
+from .markdown import cell
+
+REGISTRY = Path(__file__).resolve().parent / "data" / "claims.yaml"
+KINDS = ("compare", "curve", "threshold", "ratio")
+FIELDS = {"id", "claim", "metric", "paper", "kind", "arms", "better", "test", "margin", "why",
+          "margin_declared", "over", "bound", "bound_name", "paper_ratio", "tolerance",
+          "control", "control_flag", "declared", "history"}
+
+
+@dataclass(frozen=True)
+class Declaration:
+    key: str
+    id: str
+    claim: str
+    kind: str
+    metric: str = ""
+    paper: str = ""
+    arms: tuple = ()
+    better: str = "lower"
+    test: str = "better"
+    margin: float | None = None
+    over: str = ""
+    bound: float | None = None
+    bound_name: str = ""
+    paper_ratio: float | None = None
+    tolerance: float | None = None
+    why: str = ""
+    control: str = "not measured"
+    control_flag: str = ""  # non-empty: the untrained control earns this claim's verdict too
+    declared: str = ""
+    margin_declared: str = ""
+    history: tuple = ()
+
+
+def _check(key: str, d: dict) -> Declaration:
+    where = f"claims.yaml: {key}/{d.get('id', '?')}"
+    unknown = set(d) - FIELDS
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; valid: {sorted(FIELDS)}")
+    for name in ("id", "claim", "kind"):
+        if not d.get(name):
+            raise ValueError(f"{where}: '{name}' is missing")
+    kind = d["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind {kind!r}; valid: {', '.join(KINDS)}")
+    arms = tuple(d.get("arms") or ())
+    if kind in ("compare", "curve") and len(arms) != 2:
+        raise ValueError(f"{where}: a {kind} claim names two arms, got {list(arms)}")
+    if kind == "threshold" and (len(arms) != 1 or d.get("bound") is None):
+        raise ValueError(f"{where}: a threshold claim names one arm and a bound")
+    if kind == "curve" and not d.get("over"):
+        raise ValueError(f"{where}: a curve claim names what it runs 'over'")
+    if kind == "ratio" and (d.get("paper_ratio") is None or not d.get("tolerance", 0) > 1):
+        raise ValueError(f"{where}: a ratio claim needs paper_ratio and a tolerance above 1")
+    test = d.get("test", "better")
+    if test not in R.TESTS:
+        raise ValueError(f"{where}: test {test!r}; valid: {', '.join(R.TESTS)}")
+    if test != "better" and not (isinstance(d.get("margin"), (int, float)) and d["margin"] > 0):
+        raise ValueError(f"{where}: a {test} claim declares a positive margin")
+    if d.get("better", "lower") not in ("lower", "higher"):
+        raise ValueError(f"{where}: better must be 'lower' or 'higher'")
+    d = dict(d, arms=arms, history=tuple(d.get("history") or ()))
+    return Declaration(key=key, **d)
+
+
+def load(path: Path | None = None) -> dict[str, list[Declaration]]:
+    """Every declaration, by paper key, validated (one-line errors)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path or REGISTRY).read_text(encoding="utf-8")) or {}
+    out = {}
+    for key, decls in raw.items():
+        ids = [d.get("id") for d in decls]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"claims.yaml: {key} repeats an id")
+        out[key] = [_check(key, d) for d in decls]
+    return out
+
+
+@dataclass
+class Judged:
+    """A stored claim re-judged: its verdict and one row per setting (one for a single pair)."""
+
+    decl: Declaration
+    verdict: str
+    recorded: str  # the verdict the record was written with ("within noise" read as inconclusive)
+    rows: list[dict] = field(default_factory=list)  # setting, a, b, diff, verdict
+    seeds: int = 0
+
+
+def _iv(values, level=R.LEVEL) -> str:
+    return R.fmt_interval(values, level=level)
+
+
+def _pair_row(d: Declaration, a, b, setting="") -> dict:
+    diffs = [x - y for x, y in zip(a, b)]
+    level = R.LEVEL if d.test == "better" else 2 * R.LEVEL - 1
+    n = min(len(a), len(b))
+    v = (R.judge_pair(a, b, test=d.test, better=d.better, margin=d.margin)
+         if n >= R.MIN_SEEDS else R.UNJUDGED)
+    return {"setting": setting, "a": _iv(a), "b": _iv(b), "diff": _iv(diffs, level),
+            "level": level, "verdict": v}
+
+
+def judge(d: Declaration, stored: dict) -> Judged:
+    """Re-judge one stored claim (a record's dict) under its declaration."""
+    values = stored.get("values", {})
+    rows: list[dict] = []
+    try:
+        if d.kind == "compare":
+            rows.append(_pair_row(d, values[d.arms[0]], values[d.arms[1]]))
+        elif d.kind == "threshold":
+            a = values[d.arms[0]]
+            rows.append(_pair_row(d, a, [d.bound] * len(a)))
+            rows[0]["b"] = f"{d.bound_name} {d.bound:.4g}"
+        elif d.kind == "ratio":
+            ratios = values["ratio"]
+            v = (R.judge_ratio(ratios, d.paper_ratio, d.tolerance)
+                 if len(ratios) >= R.MIN_SEEDS else R.UNJUDGED)
+            _, low, high = R.t_interval(ratios)
+            rows.append({"setting": "", "a": "", "b": "", "level": R.LEVEL, "verdict": v,
+                         "diff": f"ratio {_iv(ratios)} [{low:.3g}, {high:.3g}]"})
+        else:  # curve
+            for p in stored.get("points", []):
+                rows.append(_pair_row(d, p[d.arms[0]], p[d.arms[1]], f"{d.over} {p[d.over]}"))
+    except KeyError as e:
+        raise ValueError(f"{d.key}/{d.id}: the record has no arm {e}; "
+                         f"it has {sorted(values)}") from None
+    if not rows:
+        raise ValueError(f"{d.key}/{d.id}: the record has no values to judge")
+    verdict = R.combine([r["verdict"] for r in rows])
+    lengths = [len(v) for v in values.values()] or [0]
+    recorded = stored.get("verdict", "")
+    return Judged(d, verdict, R.INCONCLUSIVE if recorded == R.NOISE else recorded, rows,
+                  min(lengths))
+
+
+def judge_all(root: Path | None = None, registry: Path | None = None):
+    """``[(record, [Judged, ...]), ...]`` for every stored record, in the registry's order;
+    raises on a record without a declaration or a declaration without a record."""
+    decls = load(registry)
+    out = []
+    records = {r["key"]: r for r in R.load_records(root)}
+    missing = sorted(set(decls) - set(records))
+    if missing:
+        raise ValueError(f"declared claims without a record: {', '.join(missing)}")
+    for key, rec in records.items():
+        by_text = {d.claim: d for d in decls.get(key, [])}
+        judged = []
+        for c in rec["claims"]:
+            if c["claim"] not in by_text:
+                raise ValueError(f"{key}: recorded claim {c['claim']!r} is not declared in "
+                                 "claims.yaml")
+            judged.append(judge(by_text.pop(c["claim"]), c))
+        if by_text:
+            raise ValueError(f"{key}: declared claim(s) without a record: "
+                             f"{', '.join(d.id for d in by_text.values())}")
+        out.append((rec, judged))
+    return out
+
+
+# ------------------------------------------------------------------ the page
+
+_SHORT = {R.HOLDS: "holds", R.FAILS: "does not hold", R.INCONCLUSIVE: "inconclusive",
+          R.MIXED: "mixed", R.EQUIVALENT: "equivalent", R.DIFFERENT: "different",
+          R.NOISE: "within noise", R.UNJUDGED: "not judged"}
+ORDER = (R.HOLDS, R.FAILS, R.INCONCLUSIVE, R.MIXED, R.EQUIVALENT, R.DIFFERENT)
+
+
+def badge(verdict: str) -> str:
+    """A verdict as a coloured label (CSS classes in book/_static/css/diffnotes.css)."""
+    cls = "verdict-" + _SHORT.get(verdict, "other").replace(" ", "-")
+    return f'<span class="verdict {cls}">{_SHORT.get(verdict, verdict)}</span>'
+
+
+def _paper_names() -> dict[str, str]:
+    try:
+        from .catalogue.records import papers
+
+        return {p.key: (p.alias or p.key) for p in papers()}
+    except Exception:  # the page still renders with keys
+        return {}
+
+
+def _rule_text(d: Declaration, n: int) -> str:
+    if d.kind == "ratio":
+        return (f"95% t-interval of the ratio inside [{d.paper_ratio / d.tolerance:.3g}, "
+                f"{d.paper_ratio * d.tolerance:.3g}] (paper's {d.paper_ratio:g}, "
+                f"tolerance ×{d.tolerance:g})")
+    b = f"{d.bound_name} ({d.bound:.4g})" if d.kind == "threshold" else d.arms[1]
+    where = f" at each {d.over}" if d.kind == "curve" else ""
+    return R.rule_words(d.arms[0], b, n, d.test, d.better, d.margin, where)
+
+
+def _measured_cell(j: Judged) -> str:
+    d = j.decl
+    if d.kind == "curve":
+        return f"{len(j.rows)} settings of {d.over}: see the table below"
+    r = j.rows[0]
+    if d.kind == "ratio":
+        return r["diff"]
+    diff_name = "difference" + (" (90%)" if r["level"] < R.LEVEL else "")
+    return f"{d.arms[0]} {r['a']}; {d.arms[1] if d.kind != 'threshold' else 'vs'} {r['b']}; " \
+           f"{diff_name} {r['diff']}"
+
+
+def _verdict_cell(j: Judged) -> str:
+    out = badge(j.verdict)
+    if j.recorded and j.recorded != j.verdict:
+        out += f" (recorded as: {j.recorded}, ±2 se rule)"
+    for h in j.decl.history:
+        out += f"; earlier ({h['date']}): {h['verdict']}"
+        if h.get("measured"):
+            out += f", {h['measured']}"
+        if h.get("note"):
+            out += f" — {h['note']}"
+    if j.decl.control_flag:
+        out += f" ⚑ {j.decl.control_flag}: {j.decl.control}"
+    return cell(out)
+
+
+def summary(judged_records) -> str:
+    counts: dict[str, int] = {}
+    changed = 0
+    for _, js in judged_records:
+        for j in js:
+            counts[j.verdict] = counts.get(j.verdict, 0) + 1
+            changed += bool(j.recorded and j.recorded != j.verdict)
+    total = sum(counts.values())
+    parts = [f"{badge(v)} {counts[v]}" for v in ORDER if counts.get(v)]
+    flagged = sum(bool(j.decl.control_flag) for _, js in judged_records for j in js)
+    return (f"**{total} claims** from {len(judged_records)} labs: " + " · ".join(parts) +
+            f". Under the t-based rules {changed} verdicts differ from the ones their records "
+            f"were written with (the ±2 se rule); {flagged} claims are flagged ⚑ because an "
+            "untrained control earns the same verdict.\n")
+
+
+def render_page(root: Path | None = None) -> str:
+    judged_records = judge_all(root)
+    if not judged_records:
+        return "*No notebook has recorded results yet.*\n"
+    names = _paper_names()
+    present = [v for v in ORDER if any(j.verdict == v for _, js in judged_records for j in js)]
+    lines = [summary(judged_records), "",
+             "| lab | claims | " + " | ".join(badge(v) for v in present) + " | ⚑ |",
+             "|---|---|" + "---|" * (len(present) + 1)]
+    for rec, js in judged_records:
+        key = rec["key"]
+        c = {v: sum(j.verdict == v for j in js) for v in present}
+        flags = sum(bool(j.decl.control_flag) for j in js)
+        lines.append(f"| {{ref}}`{cell(names.get(key, key))} <lab-{key}>` | {len(js)} | " +
+                     " | ".join(str(c[v]) if c[v] else "" for v in present) +
+                     f" | {flags or ''} |")
+    lines.append("")
+    for rec, js in judged_records:
+        key = rec["key"]
+        seeds = sorted({j.seeds for j in js})
+        lines += [
+            f"(lab-{key})=", f"### {names.get(key, key)}", "",
+            f"Chapter {{doc}}`papers/{key}`, lab {{doc}}`../notebooks/{key}`; recorded "
+            f"{rec['date']} ({rec['profile']} profile, {rec['machine']}), "
+            f"{'/'.join(map(str, seeds))} seeds; intervals are Student-t, 95% unless marked.",
+            "", "| claim | measured | verdict |", "|---|---|---|"]
+        sweeps = []
+        for j in js:
+            d = j.decl
+            claim = f"**{cell(d.claim)}**<br>*{cell(d.metric)}*"
+            if d.paper:
+                claim += f"<br>paper: {cell(d.paper)}"
+            lines.append(f"| {claim} | {cell(_measured_cell(j))} | {_verdict_cell(j)} |")
+            # cell() keeps the badge's HTML: it escapes only bars and newlines
+            if d.kind == "curve":
+                sweeps.append(j)
+        for j in sweeps:
+            d = j.decl
+            level = "90%" if j.rows[0]["level"] < R.LEVEL else "95%"
+            lines += ["", f"*{cell(d.claim)}* — {cell(_rule_text(d, j.seeds))}:", "",
+                      f"| {cell(d.over)} | {cell(d.arms[0])} | {cell(d.arms[1])} | "
+                      f"difference ({level}) | verdict |", "|---|---|---|---|---|"]
+            for r in j.rows:
+                lines.append(f"| {cell(r['setting'].split(' ', 1)[-1])} | {r['a']} | {r['b']} | "
+                             f"{r['diff']} | {badge(r['verdict'])} |")
+        rules = sorted({_rule_text(j.decl, j.seeds) for j in js if j.decl.kind != "curve"})
+        if rules:
+            lines += ["", "Rules: " + "; ".join(cell(r) for r in rules) + ".", ""]
+        notes = [j for j in js if j.decl.margin is not None or j.decl.kind == "ratio"]
+        for j in notes:
+            why = j.decl.why or "the default band of an 'about k times' claim"
+            lines += [f"Margin of *{cell(j.decl.claim)}*: {cell(why)} "
+                      f"(declared {cell(j.decl.margin_declared or j.decl.declared)}).", ""]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def changed_verdicts(root: Path | None = None) -> list[tuple[str, str, str, str]]:
+    """``(key, claim, recorded, now)`` for every claim the current rules judge differently."""
+    return [(rec["key"], j.decl.claim, j.recorded, j.verdict)
+            for rec, js in judge_all(root) for j in js if j.recorded and j.recorded != j.verdict]
+
+
+def _generated_tables():
+    from .markdown import GeneratedTable
+
+    return [GeneratedTable("results", render_page,
+                           "notebooks/results/*.json and src/diffnotes/data/claims.yaml")]
+
+
+GENERATED_TABLES = _generated_tables()

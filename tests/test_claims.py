@@ -1,0 +1,96 @@
+"""Every recorded claim is declared, every declared claim recorded, and the results page's
+verdicts are the ones an independent t-based recomputation gives from the stored values."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from diffnotes import claims as C
+from diffnotes import results as R
+
+
+def test_registry_and_records_match_both_ways():
+    judged = C.judge_all()
+    assert len(judged) == len(R.load_records())
+    assert sum(len(js) for _, js in judged) == sum(len(d) for d in C.load().values())
+
+
+def _t_verdict(diffs, better):
+    n = len(diffs)
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    half = stats.t.ppf(0.975, n - 1) * se
+    sign = 1 if better == "higher" else -1
+    lo, hi = sorted((sign * (mean - half), sign * (mean + half)))
+    return R.HOLDS if lo > 0 else R.FAILS if hi < 0 else R.INCONCLUSIVE
+
+
+def test_superiority_verdicts_agree_with_an_independent_recomputation():
+    checked = 0
+    for rec, js in C.judge_all():
+        stored = {c["claim"]: c for c in rec["claims"]}
+        for j in js:
+            d = j.decl
+            if d.test != "better" or d.kind not in ("compare", "curve", "threshold"):
+                continue
+            c = stored[d.claim]
+            if d.kind == "compare":
+                pairs = [(c["values"][d.arms[0]], c["values"][d.arms[1]])]
+            elif d.kind == "threshold":
+                a = c["values"][d.arms[0]]
+                pairs = [(a, [d.bound] * len(a))]
+            else:
+                pairs = [(p[d.arms[0]], p[d.arms[1]]) for p in c["points"]]
+            expect = [_t_verdict([x - y for x, y in zip(a, b)], d.better) for a, b in pairs]
+            assert [r["verdict"] for r in j.rows] == expect, (rec["key"], d.claim)
+            checked += 1
+    assert checked > 100
+
+
+def test_page_shows_every_sweep_setting_with_its_interval():
+    page = C.render_page()
+    for rec, js in C.judge_all():
+        for j in js:
+            if j.decl.kind == "curve":
+                assert len(j.rows) == len(rec["claims"][[c["claim"] for c in rec["claims"]]
+                                                        .index(j.decl.claim)]["points"])
+                for r in j.rows:
+                    assert f"| {r['a']} | {r['b']} | {r['diff']} |" in page
+
+
+def test_page_keeps_earlier_verdicts_and_flags_controls():
+    page = C.render_page()
+    assert "earlier (2026-12-01): within noise" in page  # Gotta Go Fast before N = 200
+    assert "recorded as: does not hold" in page
+    assert "⚑ earned by the untrained model too" in page
+
+
+def test_bad_declaration_is_one_line(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("demo:\n- {id: x, claim: c, kind: compare, arms: [a]}\n")
+    with pytest.raises(ValueError, match="names two arms"):
+        C.load(bad)
+    bad.write_text("demo:\n- {id: x, claim: c, kind: compare, arms: [a, b], test: noninferior}\n")
+    with pytest.raises(ValueError, match="positive margin"):
+        C.load(bad)
+    bad.write_text("demo:\n- {id: x, claim: c, kind: wobble}\n")
+    with pytest.raises(ValueError, match="valid: compare"):
+        C.load(bad)
+
+
+def test_undeclared_record_is_refused(tmp_path):
+    folder = tmp_path / R.RESULTS_DIR
+    folder.mkdir(parents=True)
+    rec = {"key": "demo", "profile": "full", "date": "2026-12-07", "machine": "m",
+           "claims": [{"claim": "new claim", "values": {"a": [1, 2, 3]}, "verdict": "holds"}]}
+    (folder / "demo.json").write_text(json.dumps(rec))
+    reg = tmp_path / "claims.yaml"
+    reg.write_text("demo: []\n")
+    with pytest.raises(ValueError, match="not declared"):
+        C.judge_all(tmp_path, reg)
+    reg.write_text("demo:\n- {id: x, claim: new claim, kind: threshold, arms: [a], bound: 0}\n"
+                   "other:\n- {id: y, claim: z, kind: threshold, arms: [a], bound: 0}\n")
+    with pytest.raises(ValueError, match="without a record"):
+        C.judge_all(tmp_path, reg)
