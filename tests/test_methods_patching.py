@@ -88,3 +88,14 @@ def test_wrong_image_size_is_one_clear_error():
         PatchedBackbone(torch.nn.Identity(), 4)(torch.randn(1, 1, 6, 6), torch.zeros(1))
     with pytest.raises(ValueError, match="not divisible"):
         patched_unet(4, 10, **UNET)
+
+
+def test_patching_index_map_is_a_bijection_on_every_listed_shape_and_a_broken_one_is_not():
+    """The strengthened proof checks the index map on several shapes (3 channels, non-square,
+    p = 2, 3, 4); an overlapping channel stride must fail, and the generic orthogonality part
+    must hold on another shape."""
+    from diffnotes.theory.proofs.efficiency_proofs import PATCH_SHAPES, _index_map_is_bijection
+    assert all(_index_map_is_bijection(*shape) for shape in PATCH_SHAPES)
+    assert not _index_map_is_bijection(3, 4, 4, 2, channel_stride=2)
+    assert patching_check(3, 4, 4, 2).ok
+    assert not patching_check(3, 4, 4, 2, break_entry=True).ok

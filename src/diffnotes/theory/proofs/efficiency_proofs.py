@@ -15,7 +15,7 @@ import sympy as sp
 
 from .base import Proof, ProofResult
 
-__all__ = ["PROOFS", "orthogonal_gap_check", "space_to_depth_matrix", "patching_check"]
+__all__ = ["PROOFS", "orthogonal_gap_check", "space_to_depth_matrix", "patching_check", "PATCH_SHAPES"]
 
 
 def _zero(expr) -> ProofResult:
@@ -119,9 +119,40 @@ def space_to_depth_matrix(channels: int, height: int, width: int, patch: int) ->
     return P
 
 
+def _index_map_is_bijection(channels: int, height: int, width: int, patch: int,
+                            channel_stride: int | None = None) -> bool:
+    """The space-to-depth index map and the inverse read off by integer division compose to the
+    identity both ways, on every coordinate of a ``channels x height x width`` image.
+    ``channel_stride`` other than p^2 states a broken map (channels overlap)."""
+    hp, wp = height // patch, width // patch
+    stride = patch**2 if channel_stride is None else channel_stride
+
+    def forward(c, h, w):  # input pixel -> (output channel, h', w')
+        return c * stride + (h % patch) * patch + (w % patch), h // patch, w // patch
+
+    def backward(co, hq, wq):  # output coordinate -> input pixel (division algorithm)
+        c, rest = divmod(co, patch**2)
+        i, j = divmod(rest, patch)
+        return c, hq * patch + i, wq * patch + j
+
+    ins = [(c, h, w) for c in range(channels) for h in range(height) for w in range(width)]
+    outs = [(co, hq, wq) for co in range(channels * patch**2) for hq in range(hp) for wq in range(wp)]
+    return (len(ins) == len(outs) and all(backward(*forward(*t)) == t for t in ins)
+            and all(forward(*backward(*t)) == t for t in outs))
+
+
+#: the shapes (channels, height, width, patch) on which the index map is checked exhaustively
+PATCH_SHAPES = [(1, 4, 4, 2), (3, 4, 4, 2), (2, 4, 6, 2), (3, 8, 8, 4), (3, 6, 9, 3), (3, 32, 32, 4)]
+
+
 def patching_check(channels=1, height=4, width=4, patch=2, break_entry=False) -> ProofResult:
     """P is a permutation, P P^T = I; a denoiser that patches, runs F and unpatches has the loss
     |P^T F(P x) - x0|^2 = |F(P x) - P x0|^2; noise N(0, sigma^2 I) keeps its covariance.
+    Checked (1) symbolically on the ``channels x height x width`` image with ``patch``, from the
+    matrix built by the definition; (2) for a general square matrix, the loss difference is
+    f^T (P P^T - I) f - x0^T (P^T P - I) x0, so orthogonality is exactly what the identity needs;
+    (3) the index map is a bijection, by its inverse from integer division, on every shape of
+    :data:`PATCH_SHAPES` (3 channels, non-square images, patch sizes 2, 3, 4).
     ``break_entry`` duplicates one row of P (a broken rearrangement)."""
     P = space_to_depth_matrix(channels, height, width, patch)
     if break_entry:
@@ -133,11 +164,19 @@ def patching_check(channels=1, height=4, width=4, patch=2, break_entry=False) ->
     one_per_row = all(sum(P.row(k)) == 1 for k in range(d)) and all(sum(P.col(k)) == 1 for k in range(d))
     loss_unpatched = ((P.T * f - x0).T * (P.T * f - x0))[0, 0]
     loss_patched = ((f - P * x0).T * (f - P * x0))[0, 0]
+    # (2) any square matrix Q: |Q^T g - z|^2 - |g - Q z|^2 = g^T (Q Q^T - I) g - z^T (Q^T Q - I) z
+    Q = sp.Matrix(3, 3, sp.symbols("q0:9", real=True))
+    g, z = sp.Matrix(sp.symbols("g0:3", real=True)), sp.Matrix(sp.symbols("z0:3", real=True))
+    generic = ((Q.T * g - z).T * (Q.T * g - z))[0, 0] - ((g - Q * z).T * (g - Q * z))[0, 0] \
+        - (g.T * (Q * Q.T - sp.eye(3)) * g)[0, 0] + (z.T * (Q.T * Q - sp.eye(3)) * z)[0, 0]
+    shapes_ok = all(_index_map_is_bijection(*shape) for shape in PATCH_SHAPES)
     return _combine(
         ProofResult(one_per_row, "symbolic", "0" if one_per_row else "P is not a permutation"),
         *[_zero(v) for v in (P * P.T - sp.eye(d))],
         _zero(sp.expand(loss_unpatched - loss_patched)),
         *[_zero(v) for v in (P * (s**2 * sp.eye(d)) * P.T - s**2 * sp.eye(d))],
+        _zero(sp.expand(generic)),
+        ProofResult(shapes_ok, "symbolic", "0" if shapes_ok else "index map not a bijection"),
     )
 
 
@@ -148,16 +187,27 @@ PATCHING_ORTHOGONAL = Proof(
                r"\quad Pn \sim \mathcal N(0, \sigma^2 I)\ \text{if}\ n \sim \mathcal N(0, \sigma^2 I)"),
     steps=[
         ("Space-to-depth with patch p sends pixel (c, h p + i, w p + j) to channel c p^2 + i p + j "
-         "at (h, w): every input coordinate lands in exactly one output coordinate, so the map is "
-         "a permutation matrix P (SymPy builds it for a 1 x 4 x 4 image with p = 2 and checks one "
-         "1 per row and column, and P P^T = I; the tests check the same index map against "
-         "torch's pixel_unshuffle).", None),
-        ("The patched denoiser is D(x) = P^T F(P x). Its squared error against x0 equals "
-         "|F(P x) - P x0|^2 because P^T is orthogonal: training it is training F on patched "
-         "images, with the same loss value for every sample.", None),
+         "at (h, w), with 0 <= i, j < p. Integer division inverts it (c, i, j from the output "
+         "channel; h p + i, w p + j from the position), so every input coordinate lands in "
+         "exactly one output coordinate, for every shape whose sides p divides: the map is a "
+         "permutation matrix P. Checked exhaustively, both compositions the identity, on six "
+         "shapes (1 to 3 channels, square and non-square, p = 2, 3, 4, up to 3 x 32 x 32); "
+         "SymPy builds P from the definition for a 1 x 4 x 4 image with p = 2 and checks one 1 "
+         "per row and column and P P^T = I; the tests check the same index map against "
+         "torch's pixel_unshuffle.", None),
+        ("The patched denoiser is D(x) = P^T F(P x). For any square matrix, "
+         "|P^T f - x0|^2 - |f - P x0|^2 = f^T (P P^T - I) f - x0^T (P^T P - I) x0 (SymPy, for a "
+         "symbolic 3 x 3 matrix): the two losses agree for every f and x0 exactly when P is "
+         "orthogonal, which a permutation is. So training D is training F on patched images, "
+         "with the same loss value for every sample; EDM's preconditioning multiplies x and the "
+         "output by per-sample scalars, which commute with P.", None),
         ("The patched noise P n has covariance P (sigma^2 I) P^T = sigma^2 I: still white "
          "Gaussian noise of the same level, so noise schedules, preconditioning and samplers "
          "need no change.", None),
+        ("What this does not say: that the patched network F is as good. The loss is the same "
+         "function of F's outputs, but F is a different network (pixels of a patch become "
+         "channels, with fewer positions to share weights over); quality at a given budget is "
+         "measured in the lab, not proved.", None),
     ],
     check=patching_check,
 )
