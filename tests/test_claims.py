@@ -94,3 +94,35 @@ def test_undeclared_record_is_refused(tmp_path):
                    "other:\n- {id: y, claim: z, kind: threshold, arms: [a], bound: 0}\n")
     with pytest.raises(ValueError, match="without a record"):
         C.judge_all(tmp_path, reg)
+
+
+def test_a_notebook_measures_a_declared_claim_by_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFNOTES_PROFILE", "full")
+    reg = tmp_path / "claims.yaml"
+    reg.write_text(
+        "demo:\n"
+        "- {id: heun, claim: Heun beats Euler, metric: err, kind: compare, arms: [Heun, Euler],"
+        " better: lower}\n"
+        "- {id: ni, claim: as good, metric: kd, kind: compare, arms: [a, b], better: lower,"
+        " test: noninferior, margin: 2.0}\n")
+    c = C.measure("demo", "heun", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9], registry=reg)
+    assert c.claim == "Heun beats Euler" and c.verdict == R.HOLDS and "Heun" in c.values
+    ni = C.measure("demo", "ni", [10.0, 11.0, 10.5], [10.2, 10.9, 10.4], registry=reg)
+    assert ni.verdict == R.HOLDS and "less than 2" in ni.rule
+    with pytest.raises(ValueError, match="declared: heun, ni"):
+        C.measure("demo", "nope", [1.0], registry=reg)
+    with pytest.raises(ValueError, match="takes 2 value"):
+        C.measure("demo", "heun", [1.0, 2.0, 3.0], registry=reg)
+
+
+def test_every_stored_claim_rebuilt_from_its_declaration_gets_the_page_verdict(monkeypatch):
+    """measure() and the page apply the same rules: rebuilding each stored compare claim from
+    its declaration gives the verdict the page shows."""
+    monkeypatch.setenv("DIFFNOTES_PROFILE", "full")
+    for rec, js in C.judge_all():
+        stored = {c["claim"]: c for c in rec["claims"]}
+        for j in js:
+            if j.decl.kind == "compare":
+                v = stored[j.decl.claim]["values"]
+                c = C.measure(rec["key"], j.decl.id, v[j.decl.arms[0]], v[j.decl.arms[1]])
+                assert c.verdict == j.verdict, (rec["key"], j.decl.id)

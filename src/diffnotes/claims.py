@@ -97,6 +97,41 @@ def load(path: Path | None = None) -> dict[str, list[Declaration]]:
     return out
 
 
+def declared(key: str, claim_id: str, registry: Path | None = None) -> Declaration:
+    """The declaration of ``key``/``claim_id`` (one clear line when there is none)."""
+    decls = load(registry).get(key, [])
+    for d in decls:
+        if d.id == claim_id:
+            return d
+    ids = ", ".join(d.id for d in decls) or "none"
+    raise ValueError(f"no claim {claim_id!r} declared for {key!r} in claims.yaml; declared: {ids}")
+
+
+def measure(key: str, claim_id: str, *values, xs=None, registry: Path | None = None) -> R.Claim:
+    """Build the :class:`~diffnotes.results.Claim` of a declared claim from its measured values,
+    so that a notebook names the claim by id and never restates its words, arms or rule:
+    ``measure(key, id, a, b)`` (compare), ``measure(key, id, a)`` (threshold),
+    ``measure(key, id, num, den)`` (ratio), ``measure(key, id, a, b, xs=[...])`` (curve)."""
+    d = declared(key, claim_id, registry)
+    need = {"threshold": 1}.get(d.kind, 2)
+    if len(values) != need:
+        raise ValueError(f"{key}/{claim_id}: a {d.kind} claim takes {need} value list(s), "
+                         f"got {len(values)}")
+    common = dict(paper=d.paper)
+    if d.kind == "threshold":
+        return R.threshold(d.claim, d.metric, values[0], d.bound, name=d.arms[0],
+                           bound_name=d.bound_name, better=d.better, **common)
+    if d.kind == "ratio":
+        return R.ratio(d.claim, d.metric, *values, paper_ratio=d.paper_ratio,
+                       tolerance=d.tolerance, **common)
+    kw = dict(names=tuple(d.arms), better=d.better, test=d.test, margin=d.margin, **common)
+    if d.kind == "curve":
+        if xs is None:
+            raise ValueError(f"{key}/{claim_id}: a curve claim needs xs= (the {d.over} values)")
+        return R.curve(d.claim, d.metric, xs, *values, x_name=d.over, **kw)
+    return R.compare(d.claim, d.metric, *values, **kw)
+
+
 @dataclass
 class Judged:
     """A stored claim re-judged: its verdict and one row per setting (one for a single pair)."""
