@@ -138,6 +138,87 @@ def test_result_errors_name_paper_metric_and_field(raw, result, message):
         _parse_with(raw, "ho2020denoising", results={"fid_uncond": result})
 
 
+def test_headline_fid_needs_cifar10_as_its_dataset(raw):
+    """The FID columns are CIFAR-10's: an FID without a data set, or on another, is refused."""
+    rec = copy.deepcopy(_record(raw, "ho2020denoising"))
+    del rec["results"]["fid_uncond"]["dataset"]
+    with pytest.raises(ValueError) as err:
+        _parse_with(raw, "ho2020denoising", results=rec["results"])
+    message = str(err.value)
+    assert "\n" not in message  # one line
+    assert message == ("papers.yaml: paper 'ho2020denoising', result 'fid_uncond': a headline FID needs "
+                       "its data set: add dataset: CIFAR-10 (an FID on another data set goes under "
+                       "other_results)")
+    rec["results"]["fid_uncond"]["dataset"] = "ImageNet 256x256"
+    with pytest.raises(ValueError, match=r"result 'fid_uncond': dataset 'ImageNet 256x256' is not "
+                                         r"CIFAR-10: .* move this number to other_results"):
+        _parse_with(raw, "ho2020denoising", results=rec["results"])
+
+
+def test_no_headline_fid_from_another_dataset():
+    """ADM's 4.59, CFG's 2.43 and SR3's 11.3 (ImageNet) left the CIFAR-10 column (issue 23)."""
+    for p in catalogue.papers():
+        for metric in ("fid_uncond", "fid_cond"):
+            r = p.result(metric)
+            assert r is None or r.dataset == catalogue.RESULTS_DATASET, (p.key, r)
+    for key, value in (("dhariwal2021diffusion", "4.59"), ("ho2022classifier", "2.43 / 158.47"),
+                       ("saharia2022image", "11.3")):
+        p = catalogue.get(key)
+        assert not p.results, key
+        assert any(o.value == value and "ImageNet" in o.dataset for o in p.other_results), key
+
+
+REVIEW = {"against": "full text + official code", "date": "2026-12-07", "by": "a reviewer",
+          "fixed": ["one thing"]}
+
+
+def test_review_field_parses_and_defaults_to_not_reviewed(raw):
+    papers = _parse_with(raw, "ho2020denoising", review=REVIEW)
+    r = next(p for p in papers if p.key == "ho2020denoising").review
+    assert r.reviewed and (r.against, r.date, r.by, r.fixed) == (
+        "full text + official code", "2026-12-07", "a reviewer", ("one thing",))
+    import datetime
+    dated = dict(REVIEW, date=datetime.date(2026, 12, 7))  # YAML's unquoted date
+    assert next(p for p in _parse_with(raw, "ho2020denoising", review=dated)
+                if p.key == "ho2020denoising").review.date == "2026-12-07"
+    assert not catalogue.get("ho2020denoising").review.reviewed
+    assert catalogue.get("ho2020denoising").review.render() == catalogue.NOT_REVIEWED
+
+
+@pytest.mark.parametrize("review, message", [
+    (_DELETE, r"missing field\(s\) \['review'\]"),
+    ("reviewed", r"review: must be 'not reviewed in the second pass' or a mapping"),
+    ({**REVIEW, "date": "7 Dec"}, r"review: field 'date' '7 Dec' must be an ISO date"),
+    ({**REVIEW, "fixed": []}, r"review: field 'fixed' must be a non-empty list"),
+    ({**REVIEW, "by": " "}, r"review: field 'by' must be a non-empty string"),
+    ({k: v for k, v in REVIEW.items() if k != "against"}, r"review: must be .* exactly the fields against"),
+])
+def test_review_errors_name_the_paper(raw, review, message):
+    with pytest.raises(ValueError, match=r"paper 'ho2020denoising'.*" + message):
+        _parse_with(raw, "ho2020denoising", review=review)
+
+
+def test_guidance_chapters_are_marked_reviewed():
+    for key in ("dhariwal2021diffusion", "ho2022classifier"):
+        r = catalogue.get(key).review
+        assert r.reviewed and r.date == "2026-12-07" and r.fixed, key
+    others = [p.key for p in catalogue.papers()
+              if p.key not in ("dhariwal2021diffusion", "ho2022classifier") and p.review.reviewed]
+    assert others == []
+
+
+def test_review_table_lists_every_chapter():
+    from diffnotes.book_status import render_review_table
+
+    text = render_review_table(ROOT)
+    rows = [line for line in text.splitlines()[2:] if line.startswith("| [")]
+    chapters = {p.stem for p in (ROOT / "book" / "papers").glob("*.md")} - {"index"}
+    assert len(rows) == len(chapters & {p.key for p in catalogue.papers()})
+    adm = next(r for r in rows if "papers/dhariwal2021diffusion.md" in r)
+    assert "2026-12-07" in adm and "official code" in adm
+    assert any(catalogue.NOT_REVIEWED in r for r in rows)
+
+
 def test_unknown_metric_is_rejected(raw):
     with pytest.raises(ValueError, match=r"result 'fid_imagenet': unknown metric; valid: fid_uncond"):
         _parse_with(raw, "ho2020denoising", results={"fid_imagenet": {"value": "1", "source": "Table 1", "checked": "abstract"}})

@@ -1,4 +1,5 @@
-"""The status page: each lab notebook's profile, execution time and date, read from its outputs.
+"""The status page: each lab notebook's profile, execution time and date, read from its outputs,
+and each chapter's second-pass review against its paper, read from the paper catalogue.
 
 The site renders notebooks from their stored outputs (`make notebooks` executes them under the
 ``full`` profile), so the numbers here describe the run a reader sees. Execution time is the sum
@@ -13,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from .markdown import GeneratedTable, cell, row
+from .markdown import GeneratedTable, cell, find_root, row
 
 NOTEBOOKS = Path("notebooks")
 _PROFILE_RE = re.compile(r"^profile:\s*(\w+)", re.MULTILINE)
@@ -75,6 +76,30 @@ def render_status_table(root: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_review_table(root: Path | None = None) -> str:
+    """One row per chapter (``book/papers/<key>.md``): whether, when, by whom and against what the
+    second-pass review (issue 23) checked it, and the items it fixed (``review`` in papers.yaml)."""
+    from . import catalogue
+
+    folder = (root or find_root()) / "book" / "papers"
+    lines = [
+        "| chapter | second-pass review | checked against | by | items fixed |",
+        "|---|---|---|---|---|",
+    ]
+    for p in sorted(catalogue.papers(), key=lambda p: (p.year, p.key)):
+        if not (folder / f"{p.key}.md").is_file():
+            continue
+        r = p.review
+        link = f"[{cell(p.alias)}](papers/{p.key}.md)"
+        if not r.reviewed:
+            cells = [catalogue.NOT_REVIEWED, "–", "–", "–"]
+        else:
+            cells = [r.date, r.against, r.by, f"{len(r.fixed)}: " + "; ".join(r.fixed)]
+        lines.append(row([link, *(cell(x) for x in cells)]))
+    return "\n".join(lines) + "\n"
+
+
 GENERATED_TABLES = [
     GeneratedTable("notebook_status", render_status_table, "notebooks/*.ipynb (stored outputs)"),
+    GeneratedTable("review_status", render_review_table, "src/diffnotes/data/papers.yaml (review)"),
 ]

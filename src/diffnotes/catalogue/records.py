@@ -65,9 +65,20 @@ KEY_PATTERN = re.compile(r"^[a-z]+\d{4}[a-z]+$")
 SOURCE_PATTERN = re.compile(r"^(Table \d+[a-z]?|Section \d+(\.\d+)*|Appendix [A-Z](\.\d+)*|Abstract)$")
 
 _REQUIRED = ("key", "alias", "title", "venue", "year", "theme", "in_outlook_table", "contribution",
-             "architecture", "results", "notes", "notes_said")
+             "architecture", "results", "notes", "notes_said", "review")
 _OPTIONAL = ("other_results",)
 OTHER_FIELDS = ("metric", "value", "dataset", "setting", "source", "checked")
+
+# The columns of ``results`` are CIFAR-10's: an FID there must say so (``dataset: CIFAR-10``), and
+# an FID on any other data set belongs in ``other_results``.
+RESULTS_DATASET = "CIFAR-10"
+FID_METRICS = ("fid_uncond", "fid_cond")
+
+# The second-pass review of a chapter against its paper (issue 23): either this sentence, or a
+# mapping with these fields (see papers.yaml's header).
+NOT_REVIEWED = "not reviewed in the second pass"
+REVIEW_FIELDS = ("against", "date", "by", "fixed")
+_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Result:
     checked: str
     setting: str = ""
     bound: str = ""
+    dataset: str = ""  # "CIFAR-10" for every FID; may be left empty for the other metrics
 
     @property
     def value(self) -> float:
@@ -120,6 +132,29 @@ class Correction:
 
 
 @dataclass(frozen=True)
+class Review:
+    """The second-pass review of a chapter: what it was checked ``against`` (e.g. "full text +
+    official code"), the ISO ``date``, ``by`` whom or in which role, and the items ``fixed``.
+    ``Review.none()`` is a chapter not reviewed in the second pass."""
+
+    against: str = ""
+    date: str = ""
+    by: str = ""
+    fixed: tuple = ()
+
+    @property
+    def reviewed(self) -> bool:
+        return bool(self.date)
+
+    @classmethod
+    def none(cls) -> "Review":
+        return cls()
+
+    def render(self) -> str:
+        return NOT_REVIEWED if not self.reviewed else f"{self.date}, {self.by}, against {self.against}"
+
+
+@dataclass(frozen=True)
 class Paper:
     key: str
     alias: str
@@ -134,6 +169,7 @@ class Paper:
     notes: dict = field(default_factory=dict)  # field -> what the notes wrote (str)
     notes_said: tuple = ()  # of Correction
     other_results: tuple = ()  # of OtherResult
+    review: Review = field(default_factory=Review.none)
 
     def result(self, metric: str) -> Result | None:
         if metric not in METRICS:
@@ -169,9 +205,9 @@ def _parse_result(metric: str, raw, where: str) -> Result:
         _fail(where, f"unknown metric; valid: {', '.join(METRICS)}")
     if not isinstance(raw, dict):
         _fail(where, "must be a mapping with value, source and checked")
-    unknown = set(raw) - {"value", "source", "checked", "setting", "bound"}
+    unknown = set(raw) - {"value", "source", "checked", "setting", "bound", "dataset"}
     if unknown:
-        _fail(where, f"unknown field(s) {sorted(unknown)}; valid: value, source, checked, setting, bound")
+        _fail(where, f"unknown field(s) {sorted(unknown)}; valid: value, source, checked, setting, bound, dataset")
     for name in ("value", "source", "checked"):
         if name not in raw:
             _fail(where, f"missing field {name!r} (every number needs its value, source table and how it was checked)")
@@ -197,7 +233,16 @@ def _parse_result(metric: str, raw, where: str) -> Result:
     setting = raw.get("setting", "")
     if not isinstance(setting, str):
         _fail(where, "field 'setting' must be a string")
-    return Result(metric, text, source, checked, " ".join(setting.split()), bound)
+    dataset = raw.get("dataset", "")
+    if not isinstance(dataset, str):
+        _fail(where, "field 'dataset' must be a string")
+    if metric in FID_METRICS and dataset != RESULTS_DATASET:
+        if not dataset:
+            _fail(where, f"a headline FID needs its data set: add dataset: {RESULTS_DATASET} "
+                         "(an FID on another data set goes under other_results)")
+        _fail(where, f"dataset {dataset!r} is not {RESULTS_DATASET}: the FID columns are "
+                     f"{RESULTS_DATASET}'s, so move this number to other_results")
+    return Result(metric, text, source, checked, " ".join(setting.split()), bound, dataset)
 
 
 def _parse_other_results(raw, where: str) -> tuple:
@@ -217,6 +262,26 @@ def _parse_other_results(raw, where: str) -> tuple:
             _fail(rw, f"field 'checked' {r['checked']!r} is not one of {', '.join(CHECKED)}")
         out.append(OtherResult(*(" ".join(r[f].split()) for f in OTHER_FIELDS)))
     return tuple(out)
+
+
+def _parse_review(raw, where: str) -> Review:
+    where = f"{where}, review"
+    if raw == NOT_REVIEWED:
+        return Review.none()
+    if not isinstance(raw, dict) or set(raw) != set(REVIEW_FIELDS):
+        _fail(where, f"must be {NOT_REVIEWED!r} or a mapping with exactly the fields "
+                     f"{', '.join(REVIEW_FIELDS)}")
+    for name in ("against", "by"):
+        if not isinstance(raw[name], str) or not raw[name].strip():
+            _fail(where, f"field {name!r} must be a non-empty string")
+    date = str(raw["date"])  # YAML reads an unquoted 2026-12-07 as a date
+    if not _DATE_PATTERN.match(date):
+        _fail(where, f"field 'date' {date!r} must be an ISO date, e.g. 2026-12-07")
+    fixed = raw["fixed"]
+    if not isinstance(fixed, list) or not fixed or not all(isinstance(f, str) and f.strip() for f in fixed):
+        _fail(where, "field 'fixed' must be a non-empty list of the items fixed, one sentence each")
+    return Review(" ".join(raw["against"].split()), date, " ".join(raw["by"].split()),
+                  tuple(" ".join(f.split()) for f in fixed))
 
 
 def _parse_paper(raw, index: int) -> Paper:
@@ -290,6 +355,7 @@ def _parse_paper(raw, index: int) -> Paper:
         notes=notes,
         notes_said=tuple(corrections),
         other_results=_parse_other_results(raw.get("other_results", []), where),
+        review=_parse_review(raw["review"], where),
     )
     _check_against_notes(paper, where)
     return paper
