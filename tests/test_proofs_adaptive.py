@@ -17,3 +17,9 @@ def test_the_checks_fail_on_wrong_statements():
     assert not adaptive_proofs.local_error_check(heun_weight=sp.Rational(1, 3)).ok
     assert not adaptive_proofs.controller_check(claimed_slope_sign=-1).ok
     assert not adaptive_proofs.scale_invariance_check(scaled=False).ok
+
+
+def test_scale_invariance_needs_eps_abs_in_the_data_units():
+    # the strengthened check works on E itself: with eps_abs not rescaled, invariance is false
+    assert adaptive_proofs.scale_invariance_check().ok
+    assert not adaptive_proofs.scale_invariance_check(scale_abs=False).ok
