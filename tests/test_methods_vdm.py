@@ -8,6 +8,7 @@ so the continuous-time loss is d/2 log((1 + c^2 SNR_min... )) in closed form (pr
 import math
 
 import pytest
+import sympy as sp
 import torch
 
 from diffnotes import constants as K
@@ -154,6 +155,15 @@ def test_the_likelihood_proofs_fail_when_they_state_something_false():
     for check in (lp.vdm_step_kl_check, lp.vdm_limit_check, lp.vdm_invariance_check):
         assert check().ok
         assert not check(factor=2).ok
+
+
+def test_the_limit_proof_derives_the_limit_and_its_rate():
+    # the strengthened check sums L_T for T up to 10^4: a limit off by 0.1 %, or a first-order
+    # constant of 1/2 instead of 1/4, must fail
+    from diffnotes.theory.proofs import likelihood_proofs as lp
+
+    assert not lp.vdm_limit_check(factor=1.001).ok
+    assert not lp.vdm_limit_check(rate=sp.Rational(1, 2)).ok
 
 
 def test_stratified_bound_is_the_same_under_two_schedules_with_common_draws():
