@@ -155,7 +155,9 @@ def analytic_bounds_check(factor=1) -> ProofResult:
     so E(mu_tilde - mu)^2 = gamma_n^2 Var-bar; (c) gamma_n^2 betabar_n / alphabar_n = (sqrt(betabar_n /
     alpha_n) - k_n)^2 (Theorem 1's coefficient); (d) Popoviciu: for X in [a, b] with mean m,
     E(X - a)(b - X) >= 0 gives Var X <= (b - m)(m - a) = ((b - a)/2)^2 - (m - (a + b)/2)^2; so
-    lambda^2 <= sigma*^2 <= lambda^2 + gamma_n^2 ((b - a)/2)^2. ``factor`` != 1 breaks (c)."""
+    lambda^2 <= sigma*^2 <= lambda^2 + gamma_n^2 ((b - a)/2)^2; (e) for any data, sigma*^2 =
+    lambda^2 + c_n (1 - Gamma_n) = lambda^2 + c_n - c_n Gamma_n <= lambda^2 + c_n as c_n, Gamma_n >= 0.
+    ``factor`` != 1 breaks (c)."""
     objective = lam2 / s2 + gamma_n**2 * mse / s2 + sp.log(s2)
     optimum = sp.solve(sp.diff(objective, s2), s2)
     x0, x0_mean, x_n = sp.symbols(r"x_0 \mathbb{E}[x_0|x_n] x_n", real=True)
@@ -166,6 +168,7 @@ def analytic_bounds_check(factor=1) -> ProofResult:
     alpha_n = ab_n / ab_p
     coef = (sp.sqrt(bb_n / alpha_n) - k_n) ** 2
     a, b, m, ex2 = sp.symbols("a b m E_{X^2}", real=True)
+    score_moment = sp.Symbol(r"\Gamma_n", nonnegative=True)
     var = ex2 - m**2
     slack = -(ex2 - (a + b) * m + a * b)  # -E(X - a)(X - b) = E(X - a)(b - X) >= 0
     return _combine(
@@ -175,6 +178,8 @@ def analytic_bounds_check(factor=1) -> ProofResult:
         symbolic_zero(gamma_n**2 * bb_n / ab_n - factor * coef),
         symbolic_zero((b - m) * (m - a) - var - slack),
         symbolic_zero((b - m) * (m - a) - ((b - a) ** 2 / 4 - (m - (a + b) / 2) ** 2)),
+        # data-independent upper bound: lambda^2 + c (1 - Gamma) = lambda^2 + c - c Gamma, c, Gamma >= 0
+        symbolic_zero((lam2 + coef) - (lam2 + coef * (1 - score_moment)) - coef * score_moment),
     )
 
 
@@ -271,7 +276,9 @@ ANALYTIC_BOUNDS = Proof(
     title="Analytic-DPM: the optimal variance from the score-norm moment, and its clipping bounds",
     statement=(r"\sigma_n^{*2} = \lambda_n^2 + \gamma_n^2\,\overline{\mathrm{Var}}[x_0|x_n] = \lambda_n^2 + "
                r"\Big(\sqrt{\tfrac{\bar\beta_n}{\alpha_n}}-\sqrt{\bar\beta_{n-1}-\lambda_n^2}\Big)^2(1-\Gamma_n),"
-               r"\quad \lambda_n^2 \le \sigma_n^{*2} \le \lambda_n^2 + \gamma_n^2\big(\tfrac{b-a}{2}\big)^2"),
+               r"\quad \lambda_n^2 \le \sigma_n^{*2} \le \lambda_n^2 + \Big(\sqrt{\tfrac{\bar\beta_n}{\alpha_n}}"
+               r"-\sqrt{\bar\beta_{n-1}-\lambda_n^2}\Big)^2,\quad x_0\in[a,b]^d:\ "
+               r"\sigma_n^{*2} \le \lambda_n^2 + \gamma_n^2\big(\tfrac{b-a}{2}\big)^2"),
     steps=[
         ("gamma_n, the weight of x0 in the posterior mean mu_tilde_n(x_n, x0):",
          sp.Eq(sp.Symbol(r"\gamma_n"), gamma_n)),
@@ -282,9 +289,13 @@ ANALYTIC_BOUNDS = Proof(
         ("Tweedie's second moment: Var-bar = (betabar_n/alphabar_n)(1 - Gamma_n), Gamma_n = betabar_n "
          "E||grad log q_n||^2/d = E||eps_hat||^2/d for the exact noise predictor (checked by quadrature "
          "on two-point data), and gamma_n^2 betabar_n/alphabar_n is Theorem 1's coefficient.", None),
-        ("Bounds (Theorem 2): Var-bar >= 0 gives the lower one; for X in [a, b], E(X-a)(b-X) >= 0 gives "
-         "Var X <= (b - m)(m - a) <= ((b - a)/2)^2, the upper one. A trained model's Gamma_n can leave "
-         "these limits; Analytic-DPM clips to them.", None),
+        ("Bounds (Theorem 2), first for any data: Var-bar >= 0 gives the lower one; Gamma_n >= 0 (a mean "
+         "square) gives sigma*^2 <= lambda^2 + c_n, c_n Theorem 1's coefficient. Then for data in [a, b]^d: "
+         "for X in [a, b], E(X-a)(b-X) >= 0 gives Var X <= (b - m)(m - a) <= ((b - a)/2)^2, so "
+         "sigma*^2 <= lambda^2 + gamma_n^2 ((b - a)/2)^2, tighter than the first when the x0-variance "
+         "bound (b - a)^2/4 is below betabar_n/alphabar_n. A trained model's Gamma_n can leave these "
+         "limits; Analytic-DPM clips to the bounded-data ones (the official code clips Var-bar to "
+         "[0, ((b - a)/2)^2], the same interval).", None),
     ],
     check=_check_analytic,
 )
