@@ -78,3 +78,16 @@ def test_every_paper_chapter_shows_a_checked_derivation():
         shown |= set(re.findall(r"get_proof\(\"([a-z0-9_]+)\"\)", text))
         assert shown & names, f"{chapter.name} displays no checked derivation"
         assert not shown - names, f"{chapter.name} names unknown proofs: {shown - names}"
+
+
+def test_diffusion_compression_rate_proves_the_joint_law_and_the_step_cost():
+    """The strengthened Theis 2022 proof: the sender's pair (x_t, x_{t-1}) has the forward joint
+    law and the expected KL of step t is the bound's term; a wrong covariance or a step cost
+    that is not L_{t-1} (twice it) must fail, as must a wrong posterior variance."""
+    from diffnotes.theory.proofs import compression_proofs as C
+
+    assert C.posterior_chain_check().ok
+    assert not C.posterior_chain_check(cov_factor=2).ok
+    assert not C.posterior_chain_check(kl_weight=2).ok
+    assert not C.posterior_chain_check(variance_factor=2).ok
+    assert get_proof("diffusion_compression_rate").verify()
