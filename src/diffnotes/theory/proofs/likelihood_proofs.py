@@ -119,7 +119,8 @@ def vdm_limit_check(factor=1, rate=sp.Rational(1, 4), T_values=(100, 1000, 10000
 def vdm_invariance_check(factor=1) -> ProofResult:
     """(a) For any schedule and any h(v) = E||x - x_hat(z_v, v)||^2 with H' = h:
     -1/2 SNR'(t) h(SNR(t)) = d/dt [-1/2 H(SNR(t))], so L_inf = 1/2 (H(SNR_max) - H(SNR_min)).
-    (b) z_v needs only v: alpha^2 = sigmoid(-gamma) = v / (1 + v) at gamma = -log v.
+    (b) z_v needs only v: alpha^2 = sigmoid(-gamma) = v / (1 + v) at gamma = -log v (VP), and
+    sigma / alpha = v^(-1/2) there, as in VE (alpha = 1, sigma = v^(-1/2)): the same z / alpha.
     (c) Instance: Gaussian data N(0, c^2), the exact denoiser's error h(v) = c^2 / (1 + c^2 v); two
     different schedules with the same ends give 1/2 log((1 + c^2 SNR_max) / (1 + c^2 SNR_min))
     (``factor`` != 1 states a different value for the second schedule)."""
@@ -129,7 +130,11 @@ def vdm_invariance_check(factor=1) -> ProofResult:
     scale = sp.exp(-(-sp.log(v))) / (1 + sp.exp(-(-sp.log(v))))  # sigmoid(-gamma) at gamma = -log v
     c, g0, g1 = sp.symbols("c gamma_0 gamma_1", positive=True)
     closed = sp.log((1 + c**2 * sp.exp(-g0)) / (1 + c**2 * sp.exp(-g1))) / 2
-    checks = [symbolic_zero(generic.doit()), symbolic_zero(scale - v / (1 + v))]
+    # VP: sigma^2 = sigmoid(gamma) = 1 / (1 + v); VE: alpha = 1, sigma = v^(-1/2). Both give the same
+    # unscaled variable z / alpha = x + v^(-1/2) eps, so a denoiser of (z / alpha, v) is shared
+    vp_ratio = sp.sqrt(1 / (1 + v)) / sp.sqrt(scale)
+    checks = [symbolic_zero(generic.doit()), symbolic_zero(scale - v / (1 + v)),
+              symbolic_zero(vp_ratio - 1 / sp.sqrt(v))]
     for k, gamma in enumerate((g0 + (g1 - g0) * t, g0 + (g1 - g0) * t**2)):
         snr = sp.exp(-gamma)
         integrand = -sp.diff(snr, t) / 2 * c**2 / (1 + c**2 * snr)
@@ -261,9 +266,12 @@ VDM_INVARIANCE = Proof(
         ("so L_inf = 1/2 (H(SNR_max) - H(SNR_min)): only the end points SNR(0), SNR(1) enter.", None),
         ("This needs z and x_hat to depend on t only through v: in the VP family alpha_v^2 = sigmoid(-gamma) "
          "at gamma = -log v is", sp.Eq(sp.Symbol(r"\alpha_v^2"), sp.Symbol("v") / (1 + sp.Symbol("v")))),
-        ("and the network is fed a function of v (here sigma = v^{-1/2}). So two schedules with the same "
-         "ends give the same expected loss; they differ in the variance of its one-sample estimate, "
-         "which is what VDM's learned schedule minimises.", None),
+        ("and the network is fed a function of v (here sigma = v^{-1/2}). The same holds across "
+         "specifications: in VP, sigma_v / alpha_v = v^{-1/2}, and in VE (alpha = 1, sigma_v = v^{-1/2}) too, "
+         "so z_v / alpha_v = x + v^{-1/2} eps is one variable and a denoiser of it gives one loss for both "
+         "(VDM Sec. 5.1). So two schedules, or a VP and a VE process, with the same SNR ends give the same "
+         "expected loss; they differ in the variance of its one-sample estimate, which is what VDM's "
+         "learned schedule minimises.", None),
         ("Instance: Gaussian data N(0, c^2), exact denoiser, h(v) = c^2 / (1 + c^2 v). Linear and "
          "quadratic gamma(t) with the same ends both integrate to", r"\tfrac12\log\frac{1+c^2e^{-\gamma_0}}"
          r"{1+c^2e^{-\gamma_1}}"),
