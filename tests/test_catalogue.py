@@ -202,9 +202,6 @@ def test_guidance_chapters_are_marked_reviewed():
     for key in ("dhariwal2021diffusion", "ho2022classifier"):
         r = catalogue.get(key).review
         assert r.reviewed and r.date == "2026-12-07" and r.fixed, key
-    others = [p.key for p in catalogue.papers()
-              if p.key not in ("dhariwal2021diffusion", "ho2022classifier") and p.review.reviewed]
-    assert others == []
 
 
 def test_review_table_lists_every_chapter():
