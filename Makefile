@@ -104,9 +104,12 @@ serve:
 pdf: $(STAMP) browser-deps
 	$(PY) scripts/build_pdf.py
 
-# Benchmarks -> benchmarks/RESULTS.md and the book's sampler figures (~20 min of one core);
+# Benchmarks -> benchmarks/RESULTS.md and the book's sampler figures (an hour or more of one core);
 # `make bench BENCH_ARGS=--quick` is a smoke test that writes under _build/bench-quick/.
+# The benchmark-only peers (k-diffusion's sampling module) come from requirements-bench.txt, installed
+# without their dependencies (k-diffusion's own list pulls torchvision, CLIP and a newer torch).
 bench: $(STAMP)
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt -c constraints.txt
 	OMP_NUM_THREADS=1 $(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:

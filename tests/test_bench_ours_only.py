@@ -1,5 +1,7 @@
-"""``run_all.py --ours-only``: diffusers' side of a problem is reused from an earlier run only when
-that run was the same computation (diffusers version, configurations, budgets, samples)."""
+"""The committed fitted schedules are what the benchmark uses: ``fit_all`` reuses a stored fit
+only for the same problem, model, budget, pilot seed and rule digest, and fits again otherwise;
+the fit sees the model and its own pilot noise, never the benchmark's noise or reference.
+(The earlier ``--ours-only`` reuse of diffusers' side is gone: every run now re-runs every peer.)"""
 
 from __future__ import annotations
 
@@ -7,42 +9,47 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("diffusers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_samplers  # noqa: E402
+import bench_samplers as B  # noqa: E402
+from diffnotes import sampling as S  # noqa: E402
 
-BUDGETS = (10, 20)
-
-
-def earlier_run(**changes):
-    peers = {"10": [[0.3, "DEIS (solver_order=3, trailing)", 10, 10], [0.4, "DDIM (trailing)", 10, 10]],
-             "20": [[0.1, "UniPC (solver_order=3, solver_type=bh2, trailing)", 20, 20]]}
-    record = dict(n_samples=1000, all_diffusers=peers, skipped=["PNDM (PRK+PLMS) (leading)"],
-                  n_compared={"10": 92, "20": 94}, date="2026-11-30")
-    run = dict(diffusers="0.42.1", n_diffusers_configs=180, quick=False, problems={"mixture": record})
-    run.update(changes)
-    return run
+TINY = S.FitRule("tiny", pilot_closed_form=8, pilot_network=4, reference_steps=10, shape_evals=12, refine_evals=0)
 
 
-def current():
-    return dict(diffusers="0.42.1", n_diffusers_configs=180, quick=False)
+class Spy:
+    def __init__(self, problem):
+        self.problem, self.seen = problem, []
+
+    def __call__(self, x, sigma):
+        self.seen.append(x.clone())
+        return self.problem.denoiser(x, sigma)
 
 
-def test_earlier_peers_are_reused_as_recorded():
-    theirs, skipped, n_compared, peers_from = bench_samplers._earlier_peers(
-        earlier_run(), "mixture", current(), BUDGETS, 1000)
-    assert min(theirs[10]) == (0.3, "DEIS (solver_order=3, trailing)", 10, 10)
-    assert theirs[20] == [(0.1, "UniPC (solver_order=3, solver_type=bh2, trailing)", 20, 20)]
-    assert skipped == ["PNDM (PRK+PLMS) (leading)"] and n_compared == {"10": 92, "20": 94}
-    assert peers_from == "2026-11-30"
+@pytest.fixture(scope="module")
+def ring():
+    return B.problem_ring(16, draws=2)
 
 
-@pytest.mark.parametrize("changes, n, budgets", [
-    (dict(diffusers="0.41.0"), 1000, BUDGETS), (dict(n_diffusers_configs=179), 1000, BUDGETS),
-    (dict(quick=True), 1000, BUDGETS), ({}, 64, BUDGETS), ({}, 1000, (10, 20, 50)),
-    (dict(problems={}), 1000, BUDGETS),
-])
-def test_earlier_peers_refused_when_not_the_same_computation(changes, n, budgets):
-    with pytest.raises(ValueError, match="--ours-only: no earlier diffusers results for 'mixture'"):
-        bench_samplers._earlier_peers(earlier_run(**changes), "mixture", current(), budgets, n)
+def test_fit_all_reuses_only_the_same_computation(ring):
+    store = {}
+    fits = B.fit_all(ring, (4,), TINY, (7,), store, log=lambda *a: None)
+    (key,) = store
+    assert key.endswith(TINY.digest()) and fits[(4, 7)] is store[key]
+    store[key] = dict(store[key], sigmas=[157.0, 1.0, 0.5, 0.1, 0.0])  # a stored fit is used as stored
+    assert B.fit_all(ring, (4,), TINY, (7,), store, log=lambda *a: None)[(4, 7)]["sigmas"][1] == 1.0
+    other = S.FitRule(**{**vars(TINY), "shape_evals": 13})
+    B.fit_all(ring, (4,), other, (7,), store, log=lambda *a: None)
+    B.fit_all(ring, (4,), TINY, (8,), store, log=lambda *a: None)
+    assert len(store) == 3
+
+
+def test_the_fit_never_sees_the_benchmark_noise(ring):
+    spy = Spy(ring)
+    problem = B.Problem(**{**vars(ring), "denoiser": spy})
+    B.fit_all(problem, (4,), TINY, (7,), {}, log=lambda *a: None)
+    pilots = torch.cat([x for x in spy.seen if x.shape[0] == TINY.pilot_closed_form])
+    assert len(pilots) == sum(x.shape[0] for x in spy.seen)  # every call is on the pilot batch
+    assert float(torch.cdist(spy.seen[0], ring.x_T).min()) > 0  # the pilot noise is not the benchmark's

@@ -176,3 +176,30 @@ def test_dpmpp_2m_matches_diffusers():
     assert (ours - theirs).abs().max() < TOL
     # 2M is not Euler: the test would not notice a silently first-order solver otherwise.
     assert (sample(GMM.denoiser, x_T, sigmas, "euler") - ours).abs().max() > 100 * TOL
+
+
+# -- the benchmark hands our levels to diffusers' solvers (benchmarks/bench_samplers.py) -----------
+@pytest.mark.parametrize("cls_name, options, ours, our_options", [
+    ("UniPCMultistepScheduler", dict(solver_order=2, solver_type="bh2"), "unipc", dict(order=2)),
+    ("DPMSolverMultistepScheduler", dict(solver_order=2, algorithm_type="dpmsolver++"), "dpmpp_2m", {}),
+])
+def test_our_levels_handed_to_diffusers_give_our_samples(cls_name, options, ours, our_options):
+    """A fitted schedule (any levels, then 0) set as a scheduler's state runs diffusers' solver on
+    exactly those levels: same algorithm, same levels, same samples."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_samplers as B
+
+    gmm = gmm_ring()
+
+    def den(x, s):
+        return gmm.denoiser(x.double(), torch.as_tensor(s, dtype=torch.float64).clamp(min=B.SIGMA_MIN))
+
+    levels = torch.tensor([B.SIGMA_MAX, 40.0, 9.0, 2.5, 0.9, 0.3, 0.08, 0.0], dtype=torch.float64)
+    x = B.SIGMA_MAX * torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    make = lambda: getattr(schedulers, cls_name)(**BETAS, **options)  # noqa: E731
+    theirs, nfe, _ = B._run_scheduler(make, 7, x, den, levels=levels)
+    assert nfe == 7
+    assert torch.allclose(theirs, sample(den, x, levels, ours, **our_options), atol=TOL)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -709,6 +710,110 @@ def refine_sigmas(denoiser, x_pilot: torch.Tensor, sigmas: torch.Tensor, solver:
     if err >= start_err:
         return s, dict(refined_rmse=start_err, refine_solves=len(seen) + 1)
     return knot_sigmas(best, n, float(s[0]), sigma_min), dict(refined_rmse=err, refine_solves=len(seen) + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# A fitting rule, fixed in advance, and its cost
+# --------------------------------------------------------------------------------------------
+FIT_SOLVERS = {  # the solvers a rule may fit a schedule for: name -> (solver, options)
+    "dpmpp_3m": ("dpmpp_3m", {}),
+    "unipc_2": ("unipc", {"order": 2}),
+    "unipc_3": ("unipc", {"order": 3}),
+}
+
+
+@dataclass(frozen=True)
+class FitRule:
+    """Everything :func:`fit_schedule` does, fixed before it meets a model.
+
+    ``solvers``: the solvers a schedule is fitted for (the rule keeps the one with the smallest
+    pilot error); ``pilot_closed_form`` / ``pilot_network``: pilot samples for a cheap
+    closed-form denoiser / a network; ``reference_steps``: log-linear 3M steps of the pilot's
+    fine solution; ``shape_evals``, ``refine_evals``, ``max_knots``: the budgets of the two
+    stages of :func:`optimize_sigmas`; ``use_starts``: whether general schedules handed in may
+    replace the warped fit as the refinement's start. :meth:`digest` hashes these settings
+    together with the source of every function the rule runs, so a changed rule gets a new
+    hash.
+    """
+
+    name: str
+    solvers: tuple = ("unipc_3",)
+    pilot_closed_form: int = 512
+    pilot_network: int = 32
+    reference_steps: int = 100
+    shape_evals: int = 16
+    refine_evals: int = 16
+    max_knots: int = 8
+    use_starts: bool = True
+
+    def pilot(self, closed_form: bool) -> int:
+        return self.pilot_closed_form if closed_form else self.pilot_network
+
+    def digest(self) -> str:
+        import dataclasses
+        import hashlib
+
+        h = hashlib.sha256(repr(sorted(dataclasses.asdict(self).items())).encode())
+        for fn in (warped_sigmas, optimize_sigmas, knot_sigmas, refine_sigmas, fit_schedule):
+            h.update(inspect.getsource(fn).encode())
+        h.update(repr(sorted(FIT_SOLVERS.items())).encode())
+        return h.hexdigest()[:16]
+
+
+# The rule of the first two benchmark rounds: three solvers, large pilots, 40 + 200 solves each.
+RULE_FULL = FitRule("full", solvers=("dpmpp_3m", "unipc_2", "unipc_3"), pilot_closed_form=4096,
+                    pilot_network=32, reference_steps=500, shape_evals=40, refine_evals=200)
+
+
+class CountingDenoiser:
+    """Wraps a denoiser and counts its work in sample-evaluations (one call on a batch of n
+    samples counts n), the unit in which a fit's cost is compared with sampling."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.evaluations, self.calls = denoiser, 0, 0
+
+    def __call__(self, x, sigma, *args, **kwargs):
+        self.evaluations += int(x.shape[0])
+        self.calls += 1
+        return self.denoiser(x, sigma, *args, **kwargs)
+
+
+def fit_schedule(denoiser, shape: tuple, n: int, rule: FitRule, *, sigma_min: float, sigma_max: float,
+                 seed: int, closed_form: bool, starts=()) -> dict:
+    """Fit ``n`` noise levels to a model by ``rule``, from the model alone, and count the cost.
+
+    Draws ``rule.pilot(closed_form)`` pilot samples ``sigma_max z`` with ``seed`` (never the
+    noise the schedule is judged on), solves them finely (``rule.reference_steps``), runs
+    :func:`optimize_sigmas` for each of ``rule.solvers`` and keeps the solver and schedule with
+    the smallest pilot RMSE. Returns a dict: ``solver`` (a key of :data:`FIT_SOLVERS`),
+    ``sigmas`` (n levels, then 0), ``pilot_rmse``, the cost of the whole fit - ``evaluations``
+    (model sample-evaluations, reference included), ``calls`` (batched model calls) and
+    ``cpu_seconds`` (process CPU time) - and ``rule``, ``rule_hash``, ``seed``, ``n_pilot``.
+    """
+    import time
+
+    t0 = time.process_time()
+    counted = CountingDenoiser(denoiser)
+    n_pilot = rule.pilot(closed_form)
+    g = torch.Generator().manual_seed(seed)
+    x_pilot = sigma_max * torch.randn((n_pilot, *shape), dtype=torch.float64, generator=g)
+    fine = sigma_schedule("loglinear", rule.reference_steps, sigma_min, sigma_max)
+    reference = sample(counted, x_pilot, fine, "dpmpp_3m")
+    best = None
+    for name in rule.solvers:
+        solver, options = FIT_SOLVERS[name]
+        sigmas, info = optimize_sigmas(counted, x_pilot, n, solver, sigma_min=sigma_min, sigma_max=sigma_max,
+                                       reference=reference, max_evals=rule.shape_evals,
+                                       refine_evals=rule.refine_evals, solver_options=options,
+                                       starts=starts if rule.use_starts else ())
+        err = info.get("refined_rmse", info["pilot_rmse"])
+        if best is None or err < best["pilot_rmse"]:
+            best = dict(solver=name, sigmas=[float(s) for s in sigmas], pilot_rmse=float(err),
+                        start=info.get("start", "warped fit"), sigma_end=float(info["sigma_end"]),
+                        warp=float(info["warp"]))
+    best.update(evaluations=counted.evaluations, calls=counted.calls, cpu_seconds=time.process_time() - t0,
+                rule=rule.name, rule_hash=rule.digest(), seed=seed, n_pilot=n_pilot)
+    return best
 
 
 # --------------------------------------------------------------------------------------------
