@@ -27,5 +27,5 @@ for cap, slug, keys in themes:
             out.append(f"      - file: book/papers/{k}")
             if Path(f"notebooks/{k}.ipynb").exists():
                 out += ["        sections:", f"          - file: notebooks/{k}"]
-out += ["  - caption: Reference","    chapters:","      - file: book/results","      - file: book/samplers","      - file: book/scale","      - file: book/status","      - file: book/bibliography"]
+out += ["  - caption: Reference","    chapters:","      - file: book/results","      - file: book/samplers","      - file: book/benchmarks","        sections:","          - file: benchmarks/results_samplers","      - file: book/scale","      - file: book/status","      - file: book/bibliography"]
 Path_("_toc.yml").write_text("\n".join(out)+"\n")

@@ -4,6 +4,8 @@
   ``default_mode`` is in the page context (sphinx-book-theme has no option for it), so we set it.
 * sphinx-thebe 0.3 registers its inline configuration script twice, which redeclares a ``const``
   and raises a SyntaxError in the browser; identical scripts are kept once per page.
+* Counts the pages state are computed, not typed: ``{{ n_papers }}`` (MyST substitution) is the
+  number of papers in the catalogue (`src/diffnotes/data/papers.yaml`).
 
 The browser tests (`tests/site/test_browser.py`) fail if either error comes back.
 """
@@ -30,6 +32,14 @@ def _page_context(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _substitutions(app, config):
+    from . import catalogue
+
+    computed = {"n_papers": str(len(catalogue.papers()))}
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **computed}
+
+
 def setup(app):
+    app.connect("config-inited", _substitutions)
     app.connect("html-page-context", _page_context, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

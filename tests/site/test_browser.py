@@ -2,13 +2,17 @@
 
 For the landing page, the unified-view chapter, a paper chapter and a notebook page: math is
 typeset by the offline MathJax (no raw delimiters left), every image has loaded, the console has
-no errors, and no request leaves 127.0.0.1. Screenshots go to `_build/screenshots/`.
+no errors, and no request leaves 127.0.0.1. `test_layout` opens a wider set of pages at 1400 px
+and 1024 px: no Markdown table printed as text, nothing drawn wider than the content column
+outside a box that scrolls on its own, no raw TeX in titles and navigation. Screenshots go to
+`_build/screenshots/`.
 Chromium comes from Debian (`make browser-deps`); without it these tests skip, saying why.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -137,3 +141,104 @@ def test_page_in_real_browser(driver, site_url, site_dir, name):
         if parsed.hostname != "127.0.0.1":
             foreign.append(url)
     assert not foreign, f"{rel}: requests to addresses other than the local server: {foreign}"
+
+
+# --------------------------------------------------------------------------- layout at two widths
+
+LAYOUT_WIDTHS = (1400, 1024)
+LAYOUT_PAGES = {
+    "landing": "index.html",
+    "unified_view": "book/unified-view.html",
+    "papers_at_a_glance": "book/papers/index.html",
+    "numbers_table": "book/papers/dhariwal2021diffusion.html",
+    "proofs": "book/questions.html",
+    "notebook_table": "notebooks/ho2020denoising.html",
+    "notebook_outputs": "notebooks/song2019generative.html",
+    "benchmarks": "book/benchmarks.html",
+}
+
+# Outermost elements of the article that reach past the content column, and boxes whose content
+# is wider than they are (it scrolls sideways or is cut off). Content may be wider than the
+# column only inside two kinds of box that scroll sideways on their own and fit the column
+# themselves: a MathJax display equation (`mjx-container[display="true"]`, or its `div.math`) and
+# a table's wrapper (pydata-sphinx-theme's `.pst-scrollable-table-container`). Nothing else may:
+# not code (the house style keeps it within about 80 columns), not notebook outputs (they wrap),
+# not diagrams, images or figures. Inline math is measured as a whole.
+_TOO_WIDE = """
+const art = document.querySelector('article.bd-article') || document.querySelector('main');
+const col = art.getBoundingClientRect();
+const SCROLLERS = 'mjx-container[display="true"], div.math, .pst-scrollable-table-container';
+const wide = [];
+function describe(e, r) {
+  const cls = (e.getAttribute('class') || '').trim().split(/\\s+/).slice(0, 3).join('.');
+  const text = (e.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
+  return `${e.tagName.toLowerCase()}${cls ? '.' + cls : ''} ${Math.round(r.width)} px ` +
+         `(${Math.round(r.left - col.left)}..${Math.round(r.right - col.left)} in a ` +
+         `${Math.round(col.width)} px column): ${text}`;
+}
+function visit(e) {
+  const r = e.getBoundingClientRect();
+  if (r.width > 0 && (r.left < col.left - 1 || r.right > col.right + 1)) {
+    wide.push(describe(e, r)); return;
+  }
+  const s = getComputedStyle(e);
+  const own = ['auto', 'scroll'].includes(s.overflowX);
+  if (e.matches(SCROLLERS) && own) return;
+  if (e.matches('mjx-container, span.math')) return;  // inline math: measured as a whole
+  if (s.overflowX !== 'visible' && e.scrollWidth > e.clientWidth + 1) {
+    wide.push(describe(e, r) + ` [content ${e.scrollWidth} px wide, ` +
+              (own ? 'scrolls sideways]' : 'cut off]'));
+    return;
+  }
+  for (const c of e.children) visit(c);
+}
+for (const c of art.children) visit(c);
+const doc = document.documentElement;
+return {wide: wide, page_scrolls: doc.scrollWidth > doc.clientWidth + 1,
+        column: Math.round(col.width)};
+"""
+
+_TABLES_AS_TEXT = r"""
+return Array.from(document.querySelectorAll('article p'))
+  .map(p => p.textContent.replace(/\s+/g, ' ').trim())
+  .filter(t => /\|\s*:?(-{3,}|—|–)/.test(t) || t.startsWith('| '))
+  .map(t => t.slice(0, 90));
+"""
+
+_NAV_TEXT = """
+const text = sel => Array.from(document.querySelectorAll(sel)).map(e => e.textContent).join(' ');
+return {'title': document.title, 'sidebar': text('.bd-sidebar-primary'),
+        'prev/next': text('.prev-next-area'), 'page header': text('.bd-header-article')};
+"""
+
+_RAW_TEX = re.compile(r"\\\(|\\\[|\$[^$\s](?:[^$]*[^$\s])?\$(?!\d)")
+
+
+@pytest.mark.parametrize("width", LAYOUT_WIDTHS)
+@pytest.mark.parametrize("name", list(LAYOUT_PAGES))
+def test_layout(driver, site_url, site_dir, name, width):
+    """At 1400 px and 1024 px: no Markdown table printed as a paragraph, nothing wider than the
+    content column outside a box that scrolls on its own (display equations, table wrappers;
+    see `_TOO_WIDE`), no page-wide horizontal scroll, and no raw TeX (``\\(``, ``\\[``,
+    ``$...$``) in the tab title, the sidebar, the page header or the previous/next links."""
+    rel = LAYOUT_PAGES[name]
+    if not (site_dir / rel).is_file():
+        pytest.fail(f"{rel} is missing from the built site")
+    driver.set_window_size(width, 900)
+    driver.get(f"{site_url}/{rel}")
+    driver.set_script_timeout(30)
+    if driver.execute_script("return document.querySelector('.math, span.math, div.math') !== null"):
+        assert driver.execute_async_script(_WAIT_FOR_MATHJAX) == "ok"
+    driver.execute_script("return document.fonts ? document.fonts.ready : null")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"layout-{name}-{width}.png"))
+
+    tables = driver.execute_script(_TABLES_AS_TEXT)
+    assert not tables, f"{rel} at {width} px: Markdown tables printed as text: {tables}"
+    nav = driver.execute_script(_NAV_TEXT)
+    raw = {k: _RAW_TEX.search(v).group(0)[:60] for k, v in nav.items() if _RAW_TEX.search(v)}
+    assert not raw, f"{rel} at {width} px: raw TeX in {raw}"
+    layout = driver.execute_script(_TOO_WIDE)
+    assert not layout["wide"], (f"{rel} at {width} px: wider than the {layout['column']} px column:\n"
+                                + "\n".join(layout["wide"][:15]))
+    assert not layout["page_scrolls"], f"{rel} at {width} px: the whole page scrolls sideways"
