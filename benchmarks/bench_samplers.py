@@ -1,14 +1,18 @@
-"""PF-ODE sampler accuracy at a fixed number of network evaluations: ours against diffusers at its best.
+"""PF-ODE sampler accuracy at a fixed number of network evaluations: ours against diffusers and
+k-diffusion at their best, on general schedules and on schedules fitted by a frozen rule.
 
-Three problems, one noise process: DDPM's linear betas (T = 1000, beta 1e-4 ... 0.02), so that the
+Four problems, one noise process: DDPM's linear betas (T = 1000, beta 1e-4 ... 0.02), so that the
 model's training range of noise levels is [sigma_0, sigma_999] = [0.010, 157.4] in EDM's
-coordinates x = x0 + sigma n. Every sampler on both sides starts from the same x_T = sigma_999 z
-and stops at sigma = 0.
+coordinates x = x0 + sigma n. Every sampler on every side starts from the same x_T = sigma_999 z
+(DRAWS noise draws, seeds SEED_X_T, SEED_X_T + 1, ...) and stops at sigma = 0.
 
 A model is only defined on its training range: below sigma_0 every model here is held at
 sigma_0, and the reference takes the last stretch as one denoising step, x(0) = D(x(sigma_0);
 sigma_0). That is a convention (the held model's own ODE would drift further, towards a fixed
-point of D), and every sampler is judged against that same reference.
+point of D), and every sampler is judged against that same reference. A peer that returns a
+state at sigma_0 > 0 (diffusers' DEIS, final_sigmas_type="sigma_min", PNDM's default
+set_alpha_to_one=False; k-diffusion's DPM-Solver-fast and adaptive) is finished with that same
+step, D(x; sigma_0), and the call is counted in its NFE.
 
 * ``ring``: the 8-component 2-D Gaussian ring (std 0.1) with its exact denoiser; the reference is
   scipy's DOP853 (rtol = atol = 1e-10) on dx/dsigma = -sigma score(x; sigma) down to sigma_0.
@@ -18,32 +22,39 @@ point of D), and every sampler is judged against that same reference.
 * ``digits``: a U-Net trained here on sklearn's 8x8 digits (EDM preconditioning and loss, fixed
   seed, cached under ``benchmarks/_cache/``). The reference is our 3rd-order multistep solver with 1,000
   log-linear steps; its distance to the 500-step solution is reported as the reference's own error.
+* ``fresh``: a random Gaussian mixture (:func:`random_mixture`) drawn from a seed given on the
+  command line (``make bench``: the date), after the fitting rule's digest has been checked
+  against ``fit_rule.lock``; exact denoiser, DOP853 reference.
 
-Error: RMSE over samples of the distance to the reference (per dimension for ``digits``).
+Error: RMSE over samples of the distance to the reference (per dimension for ``digits``), over
+all noise draws; ratios carry a stratified bootstrap interval (:func:`ratio_interval`).
 
-Peers (diffusers): every scheduler that integrates the PF-ODE - DDIM, PNDM (PRK and PLMS), Euler,
+Peers. diffusers: every scheduler that integrates the PF-ODE - DDIM, PNDM (PRK and PLMS), Euler,
 Heun, DPM2 (KDPM2), LMS, DPM-Solver multistep (++ and plain, orders 2 and 3, midpoint and Heun
 variants), DPM-Solver single-step (orders 1-3, ++ and plain), DEIS (orders 2, 3), UniPC (orders
 2, 3, bh1 and bh2) - times every spacing it offers (``timestep_spacing`` leading / trailing /
 linspace, and ``use_karras_sigmas`` / ``use_exponential_sigmas`` / ``use_beta_sigmas`` /
-``use_lu_lambdas`` where the class has them), each with its default final-step handling. A
-configuration whose first level is not sigma_999 starts elsewhere and is left out (listed as
-such). ``clip_sample`` is switched off (the data are not images in [-1, 1]). Each scheduler is
-driven as a user would drive it, with the model as an eps-prediction network; the noise level
-handed to the model is the one the scheduler's own state holds (no timestep rounding is charged).
-The EDM-specific schedulers (EDMEuler, EDMDPMSolverMultistep) are the Euler and DPM-Solver++
-updates on Karras / exponential levels, already covered; SA-Solver is stochastic by default.
+``use_lu_lambdas`` where the class has them), each with its default final-step handling; then
+the final-step options (FINAL_OPTIONS) on the TOP_FOR_FINAL best per budget. A configuration
+whose first level is not sigma_999 starts elsewhere and is left out (listed as such).
+``clip_sample`` is switched off (the data are not images in [-1, 1]). Each scheduler is driven as
+a user would drive it, with the model as an eps-prediction network; the noise level handed to the
+model is the one the scheduler's own state holds (no timestep rounding is charged). The
+EDM-specific schedulers (EDMEuler, EDMDPMSolverMultistep) are the Euler and DPM-Solver++ updates
+on Karras / exponential levels, already covered; SA-Solver is stochastic by default.
+k-diffusion (``kdiffusion_peer.py``): every deterministic sampler on each sigma function,
+DPM-Solver-fast, and DPM-Solver-12/23 adaptive at matched NFE.
 
 Ours: each solver of ``diffnotes.sampling`` that solves the PF-ODE on each general-purpose
-schedule over the same range (no parameter picked on a problem), plus the schedules that
-``diffnotes.sampling.optimize_sigmas`` fits for a model from the model alone (pilot noise with its
-own seed, never the benchmark's x_T or reference).
+schedule over the same range (table (a)); and the schedules the frozen rule ``RULE``
+(``diffnotes.sampling.fit_schedule``) fits for a model from the model alone, from pilot noise
+with its own seeds (PILOT_SEEDS), never the benchmark's x_T or reference (table (b)). The fitted
+levels are also handed to the peers' one-call-per-level solvers.
 
 For each problem and budget B in BUDGETS, each configuration gets the largest step count whose NFE
-(calls of the model, counted) is at most B; the table reports the best error of each side, the
-two configurations and their ratio.
+(calls of the model, counted) is at most B.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--problems ring,mixture]   # or make bench
+    .venv/bin/python benchmarks/run_all.py [--quick] [--problems ring,mixture] [--fresh-seed N]   # or make bench
     (running this file does the same: the driver writes the JSON, the tables and the figures)
 """
 

@@ -62,13 +62,23 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+VERDICTS = ("met", "tie (same samples)", "undecided", "not met")  # from best to worst
+
+
 def verdict(low: float, high: float, goal: float = GOAL) -> str:
-    """'met' only when the whole interval is below the goal; 'not met' when it is all above."""
+    """'met' only when the whole interval is below the goal; 'not met' when it is all above;
+    'tie' when both sides gave the same samples (the interval is the goal itself)."""
+    if abs(low - goal) < 1e-6 and abs(high - goal) < 1e-6:
+        return "tie (same samples)"
     if high < goal:
         return "met"
     if low > goal:
         return "not met"
     return "undecided"
+
+
+def worst(*verdicts: str) -> str:
+    return max(verdicts, key=VERDICTS.index)
 
 
 def _ratio(r) -> str:
@@ -88,20 +98,20 @@ def render_general_table(results: dict) -> str:
     if kd:
         head += " k-diffusion (best) | ours / k-diffusion [95% CI] |"
         rule += "---:|---|"
-    head += " goal ≤ 1 |"
+    head += " goal < 1 against both |"
     rule += "---|"
     lines = [head, rule]
     for name, prob in results["problems"].items():
         for row in prob["general"]:
             r = row["vs_diffusers"]
-            lo, hi = r[1], r[2]
+            v = verdict(r[1], r[2])
             line = (f"| {_title(name, prob)} | {row['budget']} | {row['ours']['error']:.2e} | "
                     f"{row['diffusers']['error']:.2e} | {_ratio(r)} |")
             if kd and "kdiffusion" in row:
                 rk = row["vs_kdiffusion"]
-                lo, hi = max(lo, rk[1]), max(hi, rk[2])
+                v = worst(v, verdict(rk[1], rk[2]))
                 line += f" {row['kdiffusion']['error']:.2e} | {_ratio(rk)} |"
-            line += f" {verdict(lo, hi)} |"
+            line += f" {v} |"
             lines.append(line)
     return "\n".join(lines)
 
@@ -118,7 +128,7 @@ def render_fitted_table(results: dict) -> str:
     kd = bool(results.get("kdiffusion"))
     head = ("| problem | NFE ≤ | ours on fitted levels (median) | diffusers' solvers, same levels | "
             + ("k-diffusion's solvers, same levels | " if kd else "")
-            + "peers' best general | ours-fitted / peers' best general [95% CI] | goal ≤ 1 | "
+            + "peers' best general | ours-fitted / peers' best general [95% CI] | goal < 1 | "
             "ours / diffusers, same levels | " + ("ours / k-diffusion, same levels |" if kd else ""))
     rule = "|---|---:|---:|---:|" + ("---:|" if kd else "") + "---:|---|---|---|" + ("---|" if kd else "")
     lines = [head, rule]
@@ -215,7 +225,8 @@ def render_method(results: dict) -> str:
     return (
         f"Every ratio is the RMSE over {results['draws']} benchmark noise draws, with a 95% bootstrap interval "
         "(samples resampled within each draw, the same for both sides); a cell is \"met\" only when its "
-        "whole interval is below the goal, \"not met\" when it is all above, \"undecided\" otherwise. Each "
+        "whole interval is below the goal, \"not met\" when it is all above, \"tie\" when both sides gave the "
+        "same samples, \"undecided\" otherwise (table (a): the worse of the two peers' verdicts). Each "
         "side's best is chosen on the benchmark's own error, over every configuration it offers "
         "(configurations compared: last column of the configuration table). Peers that return a state at "
         "sigma_0 (diffusers' DEIS, `final_sigmas_type=\"sigma_min\"`, PNDM's default `set_alpha_to_one=False`, "
@@ -411,6 +422,8 @@ def main(argv=None) -> None:
     if args.render_only:
         if previous is None:
             parser.error(f"--render-only needs {json_path}; run the benchmark first")
+        if "general" not in next(iter(previous["problems"].values()), {"general": 1}):
+            parser.error(f"{json_path} is from before the second round (no tables (a), (b)); run the benchmark")
         results = previous
     else:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
