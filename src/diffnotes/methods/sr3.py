@@ -19,6 +19,13 @@ EDMPrecond`), so the EDM loss, the Heun sampler and every helper of the engine a
   by mean squared error to output ``x0`` from ``y_up`` in one pass.
 * :func:`sr_metrics` -- PSNR, SSIM, consistency (PSNR of the down-sampled output against the
   low-resolution input) and the high-frequency energy ratio to the ground truth, per image.
+* :func:`realism_distance` -- a distributional score: the unbiased kernel distance (MMD^2,
+  :func:`diffnotes.metrics.mmd`) between the *detail* (:func:`detail`, what the input does not
+  determine) of a set of outputs and that of held-out real patches, with fixed bandwidths
+  (:func:`detail_bandwidths`); the same score between two disjoint sets of real patches is its
+  real-vs-real band.
+* :func:`sample_spread` and :func:`pearson` -- how much several samples for one input differ,
+  and whether that spread follows the truth's detail across inputs.
 
 The degradation is :func:`diffnotes.degradations.downsample` (bicubic, antialiased); ``y_up`` is
 :func:`diffnotes.degradations.upsample` of it.
@@ -34,14 +41,15 @@ from torch import nn
 
 from .. import constants as K
 from ..degradations import downsample, upsample
-from ..metrics import high_frequency_energy, psnr, ssim
+from ..metrics import high_frequency_energy, mmd, psnr, ssim
 from ..nets import UNet
 from ..precond import EDMPrecond
 from ..sampling import sample, sigma_schedule
 from .edm import EDMLoss
 
 __all__ = ["ConcatBackbone", "sr_unet", "sr3_denoiser", "sr_pairs", "super_resolve", "Regressor", "MeanShift",
-           "regression_loss", "sr_metrics", "scaled_edm", "denoising_error"]
+           "regression_loss", "sr_metrics", "scaled_edm", "denoising_error", "detail",
+           "detail_bandwidths", "realism_distance", "sample_spread", "pearson"]
 
 
 class ConcatBackbone(nn.Module):
@@ -187,3 +195,50 @@ def sr_metrics(output: torch.Tensor, hr: torch.Tensor, factor: int) -> dict[str,
         "hf_ratio": (high_frequency_energy(output, factor).sum()
                      / high_frequency_energy(hr, factor).sum()).item(),
     }
+
+
+def detail(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``x - upsample(downsample(x))``: the part of an image the low-resolution input does not
+    fix, which a super-resolver has to invent (near 0 for a bicubic image)."""
+    return x - upsample(downsample(x, factor), factor)
+
+
+def detail_bandwidths(reference: torch.Tensor, factor: int,
+                      scales: Sequence[float] = (0.5, 1.0, 2.0)) -> tuple[float, ...]:
+    """RBF bandwidths for :func:`realism_distance`: the median distance between the details of
+    ``reference`` patches (a training set, fixed before any model is scored), times ``scales``."""
+    d = detail(reference, factor).flatten(1)
+    dist = torch.cdist(d, d)
+    med = dist[~torch.eye(len(d), dtype=torch.bool)].median().item()
+    if not med > 0:
+        raise ValueError("detail_bandwidths: the reference patches have no detail (median 0)")
+    return tuple(med * float(s) for s in scales)
+
+
+def realism_distance(outputs: torch.Tensor, real: torch.Tensor, factor: int,
+                     bandwidths: Sequence[float]) -> float:
+    """Unbiased MMD^2 between the details of ``outputs`` and of ``real`` patches (0 in
+    expectation when both come from one distribution; can dip below 0)."""
+    if outputs.shape[1:] != real.shape[1:]:
+        raise ValueError(f"outputs {tuple(outputs.shape)} and real {tuple(real.shape)} must be "
+                         "patches of one shape")
+    return mmd(detail(outputs, factor).flatten(1), detail(real, factor).flatten(1),
+               bandwidths=bandwidths)
+
+
+def sample_spread(samples: torch.Tensor) -> torch.Tensor:
+    """Per input, the per-pixel standard deviation over ``K`` samples, averaged over pixels:
+    ``samples`` has shape ``(K, N, C, H, W)`` (K >= 2); returns ``(N,)`` (0 for a regressor)."""
+    if samples.ndim != 5 or samples.shape[0] < 2:
+        raise ValueError(f"samples must have shape (K >= 2, N, C, H, W), got {tuple(samples.shape)}")
+    return samples.std(dim=0).flatten(1).mean(dim=1)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two 1-D sets of values (``nan`` when one is constant)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64).flatten(), torch.as_tensor(b, dtype=torch.float64).flatten()
+    if a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"pearson: two sets of equal size >= 2, got {a.numel()} and {b.numel()}")
+    a, b = a - a.mean(), b - b.mean()
+    den = (a.norm() * b.norm()).item()
+    return (a @ b).item() / den if den > 0 else math.nan
