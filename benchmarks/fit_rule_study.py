@@ -52,6 +52,8 @@ CANDIDATES = {
         "I", pilot_closed_form=4096, pilot_network=24, reference_steps=100, shape_evals=20, refine_evals=0),
     "J: 1 solver, 1024/24 pilot, 100-step ref, 40+100 solves": S.FitRule(
         "J", pilot_closed_form=1024, pilot_network=24, reference_steps=100, shape_evals=40, refine_evals=100),
+    "K: 1 solver, 1024/8 pilot, 100-step ref, 40+96 solves": S.FitRule(
+        "K", pilot_closed_form=1024, pilot_network=8, reference_steps=100, shape_evals=40, refine_evals=96),
 }
 FULL = "full (RULE_FULL)"
 PILOT_SEEDS = (7, 8, 9)
@@ -124,7 +126,52 @@ def render(results: dict) -> str:
                          f"{med('error'):.3e} | {r['general']:.3e} | "
                          f"{med('kept'):.0%}, {min(f['kept'] for f in fits):.0%} | {med('evaluations'):,} | "
                          f"{med('cost_share'):.1%} | {med('cpu_seconds'):.1f} | {med('cpu_share'):.1%} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + render_choice(results) + "\n"
+
+
+TARGET_KEPT, TARGET_COST = 0.80, 0.05
+
+
+def choose(results: dict):
+    """The choice (a criterion written while the first results came in, not before): among the candidates run on every
+    problem and budget studied whose median cost share is at most TARGET_COST everywhere, the one
+    that keeps at least TARGET_KEPT of the full rule's reduction (median over pilot seeds) on
+    the most problems, then the one with the largest smallest median kept, then the cheapest.
+    Returns (label, {problem/budget: (kept, cost share)}), or None when no candidate qualifies."""
+    keys = sorted(results)
+    labels = set.intersection(*(set(results[k]["rules"]) for k in keys)) - {FULL} if keys else set()
+    scored = []
+    for label in labels:
+        per = {}
+        for k in keys:
+            fits = results[k]["rules"][label]
+            kept = sorted(f["kept"] for f in fits)[len(fits) // 2]
+            share = sorted(f["cost_share"] for f in fits)[len(fits) // 2]
+            per[k] = (kept, share)
+        if all(share <= TARGET_COST for _, share in per.values()):
+            hits = sum(kept >= TARGET_KEPT for kept, _ in per.values())
+            scored.append(((-hits, -min(kept for kept, _ in per.values()), max(s for _, s in per.values())),
+                           label, per))
+    if not scored:
+        return None
+    _, label, per = min(scored)
+    return label, per
+
+
+def render_choice(results: dict) -> str:
+    found = choose(results)
+    if found is None:
+        return "No candidate was run on every problem within the cost target."
+    label, per = found
+    met = [k for k, (kept, _) in per.items() if kept >= TARGET_KEPT]
+    missed = [k for k in per if k not in met]
+    parts = "; ".join(f"{k}: kept {kept:.0%} at {share:.1%} of the cost" for k, (kept, share) in sorted(per.items()))
+    verdict = ("It meets the target everywhere studied." if not missed else
+               f"It meets the target (at least {TARGET_KEPT:.0%} kept at most {TARGET_COST:.0%} of the cost) on "
+               f"{', '.join(met) or 'none'} and misses it on {', '.join(missed)}.")
+    return (f"Choice (by `choose` in fit_rule_study.py, a criterion written while the study was running: within {TARGET_COST:.0%} of the full rule's "
+            f"cost everywhere, keep at least {TARGET_KEPT:.0%} of its error reduction on the most problems, then "
+            f"the largest smallest share kept, then the cheapest): **{label}**. {parts}. {verdict}")
 
 
 def main(argv=None):

@@ -273,8 +273,12 @@ def render_fresh(results: dict) -> str:
         go = g["vs_diffusers"]
         rows.append(f"NFE {g['budget']}: general ours/diffusers {go[0]:.2f} [{go[1]:.2f}, {go[2]:.2f}], "
                     f"fitted/peers' best general {pt:.2f} [{lo:.2f}, {hi:.2f}] ({verdict(lo, hi)})")
-    return (f"Fresh problem of this run (seed {results['fresh_seed']}): {prob['description']}. The rule was "
-            f"frozen before it was drawn. " + "; ".join(rows) + ".")
+    r = results["rule"]
+    state = (f"The rule's digest `{r['rule_hash']}` matched `benchmarks/fit_rule.lock` before it was drawn"
+             if r.get("frozen") else "The rule's digest did NOT match `benchmarks/fit_rule.lock`: these rows "
+             "are not a test of a frozen rule")
+    return (f"Fresh problem of this run (seed {results['fresh_seed']}): {prob['description']}. {state}. "
+            + "; ".join(rows) + ".")
 
 
 def tables_block(results: dict) -> list[str]:
