@@ -55,7 +55,8 @@ def test_detectors():
 def test_no_table_printed_as_a_paragraph(site_dir):
     bad = []
     for page in _pages(site_dir):
-        main = _soup(page).select_one("article") or _soup(page)
+        soup = _soup(page)
+        main = soup.select_one("article") or soup
         for p in main.find_all("p"):
             if table_as_paragraph(p.get_text(" ")):
                 bad.append(f"{page.relative_to(site_dir)}: {' '.join(p.get_text(' ').split())[:90]}")
