@@ -101,6 +101,7 @@ def test_page_in_real_browser(driver, site_url, site_dir, name):
     rel = preferred if pattern is None else _pick(site_dir, pattern, preferred)
     if pattern is None and not (site_dir / rel).is_file():
         pytest.fail(f"{rel} is missing from the built site")
+    driver.set_window_size(1280, 900)  # test_layout changes the shared window's width
     driver.get_log("performance")  # drop what earlier pages logged
     driver.get_log("browser")
     driver.get(f"{site_url}/{rel}")
