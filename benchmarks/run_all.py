@@ -218,7 +218,9 @@ def render_rule(results: dict) -> str:
             f"{s['pilot_network']} for a network; reference {s['reference_steps']} log-linear 3M steps; "
             f"{s['shape_evals']} + {s['refine_evals']} solves; pilot seeds "
             f"{', '.join(map(str, results['pilot_seeds']))}. Every schedule it fitted is in "
-            "[fitted_schedules.json](fitted_schedules.json).")
+            "[fitted_schedules.json](fitted_schedules.json). It was chosen against the rule of the earlier rounds "
+            "(`RULE_FULL`) by `benchmarks/fit_rule_study.py`: candidates, their cost and the share of the "
+            "full rule's gain each keeps in [fit_rule_study.md](fit_rule_study.md).")
 
 
 def render_method(results: dict) -> str:
