@@ -516,7 +516,9 @@ def best_diffusers(problem: Problem, budgets, configs, families, scores, log=pri
     return sorted(skipped)
 
 
-# diffusers' solvers handed a fitted schedule: those that take one network call per level
+# diffusers' solvers handed a fitted schedule: those that take one network call per level. DEIS and
+# UniPC's bh1 variant divide by the last level and return NaN when it is 0 (they are built to stop
+# at sigma_0); a run that is not finite is not scored, so they drop out of table (b).
 ON_LEVELS = (
     [(f"DPM-Solver multistep (solver_order={o}, algorithm_type=dpmsolver++, solver_type=midpoint)",
       "DPMSolverMultistepScheduler", dict(solver_order=o, algorithm_type="dpmsolver++")) for o in (2, 3)]

@@ -236,7 +236,8 @@ def render_method(results: dict) -> str:
         "D(x; sigma_0), the reference's own last step, and that call is counted in their NFE. diffusers' "
         "final-step options (`lower_order_final`, `final_sigmas_type`, `euler_at_final`, `set_alpha_to_one`) "
         "are swept on the best configurations of the default sweep at each budget. In table (b), the "
-        "fitted levels of each pilot draw are handed to the peers' solvers that take one call per level; "
+        "fitted levels of each pilot draw are handed to the peers' solvers that take one call per level "
+        "(diffusers' DEIS and UniPC-bh1 return NaN on levels that end at 0 and drop out); "
         "its interval is the union of the pilot draws' intervals, its point their median.")
 
 
