@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 # The notebooks' nets are small: one intra-op thread is faster than two on a 2-core machine.
 NB_THREADS ?= 1
+# Test workers (pytest-xdist): one per core by default; JOBS=1 runs everything in series.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST := -n $(JOBS) --dist loadfile
 
 .PHONY: help venv book test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
@@ -40,12 +43,12 @@ book: $(STAMP)
 	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
 
 unit: $(STAMP)
-	DIFFNOTES_PROFILE=quick $(PY) -m pytest -q tests --ignore=tests/site --ignore=tests/notebooks_untrained
+	DIFFNOTES_PROFILE=quick OMP_NUM_THREADS=1 $(PY) -m pytest -q $(XDIST) tests --ignore=tests/site --ignore=tests/notebooks_untrained
 
 # Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0)
 # or, for the coding labs that train nothing, when the coder is broken (DIFFNOTES_BROKEN=1).
 notebooks-untrained: $(STAMP)
-	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider tests/notebooks_untrained
+	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/notebooks_untrained
 
 # Headless Chromium for the browser tests (Debian packages; needs root or sudo). Where it cannot
 # be installed the browser tests skip and say why.
@@ -62,7 +65,7 @@ site-test: $(STAMP)
 
 notebooks-test: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		OMP_NUM_THREADS=$(NB_THREADS) DIFFNOTES_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks; \
+		OMP_NUM_THREADS=$(NB_THREADS) DIFFNOTES_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env notebooks; \
 	else echo "no notebooks yet"; fi
 
 book-test: $(STAMP)
@@ -77,9 +80,10 @@ tables-check: $(STAMP)
 proofs: $(STAMP)
 	$(PY) -m diffnotes proofs
 
+# Every proof is verified once, by tests/test_proofs.py inside `unit` (`make proofs` prints the
+# same verdicts for a reader).
 test: $(STAMP)
 	$(MAKE) tables-check
-	$(MAKE) proofs
 	$(MAKE) unit
 	$(MAKE) notebooks-test
 	$(MAKE) notebooks-untrained
