@@ -198,7 +198,15 @@ def test_the_book_page_is_in_the_toc_and_linked_from_the_intro():
     assert "](architecture.md)" in (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("page", ["ARCHITECTURE.md", "book/architecture.md"])
+def test_the_book_page_includes_the_map_instead_of_copying_it():
+    page = (ROOT / "book" / "architecture.md").read_text(encoding="utf-8")
+    marker = "<!-- the book page includes this file from here on -->"
+    assert "```{include} ../ARCHITECTURE.md" in page and f":start-after: {marker}" in page
+    assert marker in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert "Package map" not in page, "book/architecture.md copies part of the map again"
+
+
+@pytest.mark.parametrize("page", ["ARCHITECTURE.md"])
 def test_the_package_map_names_every_module(page):
     text = (ROOT / page).read_text(encoding="utf-8")
     for heading in ("Three layers", "Package map", "denoiser contract", "loss contract", "new paper goes"):
