@@ -5,9 +5,10 @@ import torch
 
 from diffnotes.data.patches import load_patches
 from diffnotes.degradations import downsample, lowpass, upsample
-from diffnotes.methods.sr3 import (ConcatBackbone, Regressor, denoising_error, regression_loss,
-                                   scaled_edm, sr3_denoiser, sr_metrics, sr_pairs, sr_unet,
-                                   super_resolve)
+from diffnotes.methods.sr3 import (ConcatBackbone, DetailKernel, Regressor, denoising_error,
+                                   detail, detail_statistics, pearson, regression_loss,
+                                   sample_spread, scaled_edm, sr3_denoiser, sr_metrics, sr_pairs,
+                                   sr_unet, super_resolve)
 from diffnotes.metrics import high_frequency_energy
 from diffnotes.nets import count_parameters
 from diffnotes.theory.proofs.superres_proofs import conditional_score_check, sample_error_check
@@ -134,3 +135,52 @@ def test_conditional_score_general_proof_fails_for_noise_that_depends_on_y():
     assert not _general_tweedie(tweedie_factor=2).ok
     assert not _mixture_tweedie(tweedie_factor=2).ok
     assert not conditional_score_check(noise_shift=1).ok
+
+
+def test_detail_is_what_the_input_does_not_fix():
+    hr = load_patches("test", 16, n=32)
+    _, y_up = sr_pairs(hr, 4)
+    assert torch.allclose(detail(hr, 4), hr - y_up)
+    # the bicubic image keeps little detail of its own; the truth keeps all of its own
+    assert detail(y_up, 4).pow(2).sum() < 0.2 * detail(hr, 4).pow(2).sum()
+
+
+def test_detail_statistics_tell_white_noise_from_image_detail():
+    hr = load_patches("test", 16, n=64)
+    gen = torch.Generator().manual_seed(0)
+    noisy = lowpass(hr, 4) + 0.15 * torch.randn(hr.shape, generator=gen)
+    real, noise = detail_statistics(hr, 4), detail_statistics(noisy, 4)
+    assert real.shape == (64, 4) and torch.isfinite(real).all()
+    # white noise: two thirds of its energy off the grey axis, no neighbour correlation to speak of
+    assert noise[:, 1].mean() == pytest.approx(2 / 3, abs=0.05)
+    assert noise[:, 2:].mean().abs() < 0.15 and real[:, 2:].mean() > noise[:, 2:].mean() + 0.2
+    assert real[:, 1].mean() < noise[:, 1].mean()  # image detail is mostly grey (luminance)
+
+
+def test_detail_kernel_separates_real_from_noise_and_blur():
+    """Two halves of real patches score near 0 (the real-vs-real band); the bicubic image and
+    white noise of the residual's size score well above it."""
+    kernel = DetailKernel(load_patches("train", 16), 4)
+    assert len(kernel.bandwidths) == 3 and min(kernel.bandwidths) > 0
+    test = load_patches("test", 16)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    a, b = test[order[:100]], test[order[100:200]]
+    _, y_up = sr_pairs(a, 4)
+    noise = y_up + 0.145 * torch.randn(a.shape, generator=torch.Generator().manual_seed(1))
+    band, blur, white = (kernel.distance(x, b) for x in (a, y_up, noise))
+    assert abs(band) < 0.2 * blur and abs(band) < 0.2 * white
+    with pytest.raises(ValueError, match="patches of one shape"):
+        kernel.distance(a[:, :, :8, :8], b)
+
+
+def test_sample_spread_and_pearson():
+    x = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert sample_spread(torch.stack([x, x, x])).abs().max() == 0  # a regressor: no spread
+    scale = torch.arange(1.0, 9.0).view(8, 1, 1, 1)
+    draws = scale * torch.randn(16, 8, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    spread = sample_spread(draws)
+    assert spread.shape == (8,) and pearson(spread, scale.flatten()) > 0.95
+    assert pearson(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
+    assert pearson(torch.ones(5), torch.arange(5.0)) != pearson(torch.ones(5), torch.arange(5.0))
+    with pytest.raises(ValueError, match="K >= 2"):
+        sample_spread(x.unsqueeze(0))

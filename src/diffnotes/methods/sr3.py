@@ -19,11 +19,11 @@ EDMPrecond`), so the EDM loss, the Heun sampler and every helper of the engine a
   by mean squared error to output ``x0`` from ``y_up`` in one pass.
 * :func:`sr_metrics` -- PSNR, SSIM, consistency (PSNR of the down-sampled output against the
   low-resolution input) and the high-frequency energy ratio to the ground truth, per image.
-* :func:`realism_distance` -- a distributional score: the unbiased kernel distance (MMD^2,
-  :func:`diffnotes.metrics.mmd`) between the *detail* (:func:`detail`, what the input does not
-  determine) of a set of outputs and that of held-out real patches, with fixed bandwidths
-  (:func:`detail_bandwidths`); the same score between two disjoint sets of real patches is its
-  real-vs-real band.
+* :class:`DetailKernel` -- a distributional score: the unbiased kernel distance (MMD^2,
+  :func:`diffnotes.metrics.mmd`) between sets of patches, read on texture statistics
+  (:func:`detail_statistics`) of their *detail* (:func:`detail`, what the input does not
+  determine), scaled once on training patches; the same score between two disjoint sets of real
+  patches is its real-vs-real band.
 * :func:`sample_spread` and :func:`pearson` -- how much several samples for one input differ,
   and whether that spread follows the truth's detail across inputs.
 
@@ -49,7 +49,7 @@ from .edm import EDMLoss
 
 __all__ = ["ConcatBackbone", "sr_unet", "sr3_denoiser", "sr_pairs", "super_resolve", "Regressor", "MeanShift",
            "regression_loss", "sr_metrics", "scaled_edm", "denoising_error", "detail",
-           "detail_bandwidths", "realism_distance", "sample_spread", "pearson"]
+           "detail_statistics", "DetailKernel", "sample_spread", "pearson"]
 
 
 class ConcatBackbone(nn.Module):
@@ -203,27 +203,50 @@ def detail(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x - upsample(downsample(x, factor), factor)
 
 
-def detail_bandwidths(reference: torch.Tensor, factor: int,
-                      scales: Sequence[float] = (0.5, 1.0, 2.0)) -> tuple[float, ...]:
-    """RBF bandwidths for :func:`realism_distance`: the median distance between the details of
-    ``reference`` patches (a training set, fixed before any model is scored), times ``scales``."""
-    d = detail(reference, factor).flatten(1)
-    dist = torch.cdist(d, d)
-    med = dist[~torch.eye(len(d), dtype=torch.bool)].median().item()
-    if not med > 0:
-        raise ValueError("detail_bandwidths: the reference patches have no detail (median 0)")
-    return tuple(med * float(s) for s in scales)
+def detail_statistics(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Four texture statistics of each patch's :func:`detail` ``d``, shape ``(N, 4)``: the log of
+    its mean square, the share of its energy off the grey axis (colour), and its correlation
+    between horizontal and between vertical neighbours (about -0.1 to 0 for white noise,
+    positive for edges and smooth texture)."""
+    d = detail(x, factor)
+    energy = d.pow(2).flatten(1).sum(1).clamp_min(1e-12)
+    colour = (d - d.mean(dim=1, keepdim=True)).pow(2).flatten(1).sum(1) / energy
+    across = (d[..., 1:] * d[..., :-1]).flatten(1).sum(1) / energy
+    down = (d[..., 1:, :] * d[..., :-1, :]).flatten(1).sum(1) / energy
+    log_ms = (energy / d[0].numel()).log()
+    return torch.stack([log_ms, colour, across, down], dim=1)
 
 
-def realism_distance(outputs: torch.Tensor, real: torch.Tensor, factor: int,
-                     bandwidths: Sequence[float]) -> float:
-    """Unbiased MMD^2 between the details of ``outputs`` and of ``real`` patches (0 in
-    expectation when both come from one distribution; can dip below 0)."""
-    if outputs.shape[1:] != real.shape[1:]:
-        raise ValueError(f"outputs {tuple(outputs.shape)} and real {tuple(real.shape)} must be "
-                         "patches of one shape")
-    return mmd(detail(outputs, factor).flatten(1), detail(real, factor).flatten(1),
-               bandwidths=bandwidths)
+class DetailKernel:
+    """A kernel distance between sets of patches, read on their detail's texture statistics.
+
+    ``DetailKernel(reference, factor)`` standardises :func:`detail_statistics` with the mean and
+    spread of ``reference`` patches (a training set, fixed before any model is scored) and sets
+    RBF bandwidths at ``scales`` times the median distance between them. ``distance(outputs,
+    real)`` is the unbiased MMD^2 (:func:`diffnotes.metrics.mmd`): 0 in expectation when both
+    sets come from one distribution, and it can dip below 0.
+    """
+
+    def __init__(self, reference: torch.Tensor, factor: int,
+                 scales: Sequence[float] = (0.5, 1.0, 2.0)):
+        self.factor = factor
+        stats = detail_statistics(reference, factor)
+        self.mean, self.std = stats.mean(0), stats.std(0).clamp_min(1e-8)
+        z = self.features(reference)
+        dist = torch.cdist(z, z)
+        med = dist[~torch.eye(len(z), dtype=torch.bool)].median().item()
+        if not med > 0:
+            raise ValueError("DetailKernel: the reference patches' statistics are all equal")
+        self.bandwidths = tuple(med * float(s) for s in scales)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return (detail_statistics(x, self.factor) - self.mean) / self.std
+
+    def distance(self, outputs: torch.Tensor, real: torch.Tensor) -> float:
+        if outputs.shape[1:] != real.shape[1:]:
+            raise ValueError(f"outputs {tuple(outputs.shape)} and real {tuple(real.shape)} "
+                             "must be patches of one shape")
+        return mmd(self.features(outputs), self.features(real), bandwidths=self.bandwidths)
 
 
 def sample_spread(samples: torch.Tensor) -> torch.Tensor:
