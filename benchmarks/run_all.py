@@ -165,6 +165,8 @@ def render_cost_table(results: dict) -> str:
             eq_text = "—" if eq is None else ("> 4 × budget" if eq == float("inf") else f"{eq:.0f}")
             if row["break_even"] is None:
                 be = "never (no gain)" if eq is None else "—"
+            elif row["reduction"] < 0.01:
+                be = "— (gain under 1%)"
             elif eq == float("inf"):
                 be = f"< {row['fit_evaluations'] / (3 * row['budget']):,.0f}"
             else:
