@@ -609,7 +609,7 @@ OUR_SOLVERS = {  # name: (solver, options, NFE of n levels)
 # the rule of the first rounds (S.RULE_FULL), and frozen: its digest is in fit_rule.lock, and the
 # fresh problem is drawn only after the digest is checked.
 RULE = S.FitRule("cheap", solvers=("unipc_3",), pilot_closed_form=1024, pilot_network=8, reference_steps=100,
-                 shape_evals=40, refine_evals=96)  # candidate K of the study
+                 shape_evals=40, refine_evals=80)  # candidate M of the study
 QUICK_RULE = S.FitRule("quick", solvers=("unipc_3",), pilot_closed_form=64, pilot_network=8, reference_steps=50,
                        shape_evals=12, refine_evals=4)
 LOCK = HERE / "fit_rule.lock"

@@ -56,6 +56,8 @@ CANDIDATES = {
         "K", pilot_closed_form=1024, pilot_network=8, reference_steps=100, shape_evals=40, refine_evals=96),
     "L: 1 solver, 1024/6 pilot, 100-step ref, 40+96 solves": S.FitRule(
         "L", pilot_closed_form=1024, pilot_network=6, reference_steps=100, shape_evals=40, refine_evals=96),
+    "M: 1 solver, 1024/8 pilot, 100-step ref, 40+80 solves": S.FitRule(
+        "M", pilot_closed_form=1024, pilot_network=8, reference_steps=100, shape_evals=40, refine_evals=80),
 }
 FULL = "full (RULE_FULL)"
 PILOT_SEEDS = (7, 8, 9)
