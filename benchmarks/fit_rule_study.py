@@ -191,6 +191,9 @@ def main(argv=None):
     for name in args.problems.split(","):
         for budget in map(int, args.budgets.split(",")):
             t0 = time.time()
+            if only and FULL not in (json.loads(path.read_text()) if path.exists() else {}).get(
+                    f"{name}/{budget}", {}).get("rules", {}) and "full" not in only:
+                raise SystemExit(f"{name}/{budget}: the full rule has not been run yet; add --rules full")
             earlier = json.loads(path.read_text()).get(f"{name}/{budget}") if path.exists() and only else None
             r = study(name, budget, only, earlier, [int(x) for x in args.full_seeds.split(",")])
             r["seconds"] = time.time() - t0
