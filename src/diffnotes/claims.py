@@ -290,7 +290,8 @@ def summary(judged_records) -> str:
             "untrained control earns the same verdict.\n")
 
 
-def render_page(root: Path | None = None) -> str:
+def render_summary(root: Path | None = None) -> str:
+    """The top of the results page: counts by verdict, overall and per lab."""
     judged_records = judge_all(root)
     if not judged_records:
         return "*No notebook has recorded results yet.*\n"
@@ -306,7 +307,16 @@ def render_page(root: Path | None = None) -> str:
         lines.append(f"| {{ref}}`{cell(names.get(key, key))} <lab-{key}>` | {len(js)} | " +
                      " | ".join(str(c[v]) if c[v] else "" for v in present) +
                      f" | {flags or ''} |")
-    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def render_page(root: Path | None = None) -> str:
+    """Every lab's claims, one table per lab, with each sweep's settings below it."""
+    judged_records = judge_all(root)
+    if not judged_records:
+        return "*No notebook has recorded results yet.*\n"
+    names = _paper_names()
+    lines = []
     for rec, js in judged_records:
         key = rec["key"]
         seeds = sorted({j.seeds for j in js})
@@ -356,8 +366,9 @@ def changed_verdicts(root: Path | None = None) -> list[tuple[str, str, str, str]
 def _generated_tables():
     from .markdown import GeneratedTable
 
-    return [GeneratedTable("results", render_page,
-                           "notebooks/results/*.json and src/diffnotes/data/claims.yaml")]
+    source = "notebooks/results/*.json and src/diffnotes/data/claims.yaml"
+    return [GeneratedTable("results_summary", render_summary, source),
+            GeneratedTable("results", render_page, source)]
 
 
 GENERATED_TABLES = _generated_tables()
