@@ -285,9 +285,10 @@ def summary(judged_records) -> str:
     parts = [f"{badge(v)} {counts[v]}" for v in ORDER if counts.get(v)]
     flagged = sum(bool(j.decl.control_flag) for _, js in judged_records for j in js)
     return (f"**{total} claims** from {len(judged_records)} labs: " + " · ".join(parts) +
-            f". Under the t-based rules {changed} verdicts differ from the ones their records "
-            f"were written with (the ±2 se rule); {flagged} claims are flagged ⚑ because an "
-            "untrained control earns the same verdict.\n")
+            f". Under the current rules {changed} verdicts differ from the ones their records "
+            f"were written with (the ±2 se rule, or a declaration changed since); {flagged} "
+            f"claim{'s are' if flagged != 1 else ' is'} flagged ⚑ because an untrained "
+            "control earns the same verdict.\n")
 
 
 def render_summary(root: Path | None = None) -> str:
