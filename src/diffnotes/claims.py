@@ -141,6 +141,7 @@ class Judged:
     recorded: str  # the verdict the record was written with ("within noise" read as inconclusive)
     rows: list[dict] = field(default_factory=list)  # setting, a, b, diff, verdict
     seeds: int = 0
+    metric: str = ""  # as the record states it (may carry the run's own reference numbers)
 
 
 def _iv(values, level=R.LEVEL) -> str:
@@ -187,7 +188,7 @@ def judge(d: Declaration, stored: dict) -> Judged:
     lengths = [len(v) for v in values.values()] or [0]
     recorded = stored.get("verdict", "")
     return Judged(d, verdict, R.INCONCLUSIVE if recorded == R.NOISE else recorded, rows,
-                  min(lengths))
+                  min(lengths), stored.get("metric") or d.metric)
 
 
 def judge_all(root: Path | None = None, registry: Path | None = None):
@@ -330,7 +331,7 @@ def render_page(root: Path | None = None) -> str:
         sweeps = []
         for j in js:
             d = j.decl
-            claim = f"**{cell(d.claim)}**<br>*{cell(d.metric)}*"
+            claim = f"**{cell(d.claim)}**<br>*{cell(j.metric)}*"
             if d.paper:
                 claim += f"<br>paper: {cell(d.paper)}"
             lines.append(f"| {claim} | {cell(_measured_cell(j))} | {_verdict_cell(j)} |")
