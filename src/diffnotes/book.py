@@ -75,3 +75,87 @@ def notes_corrections(key: str, fields=None):
     rows = ["| field | the notes said | correction |", "|---|---|---|"]
     rows += [f"| {catalogue.FIELD_LABELS[c.field]} | {c.said} | {c.correction} |" for c in said]
     return Markdown("\n".join(rows))
+
+
+_VERDICT_COLOURS = {"holds": "#15803d", "equivalent": "#15803d", "does not hold": "#b91c1c",
+                    "different": "#b91c1c", "mixed": "#b45309"}
+
+
+def _short(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:3])
+
+
+def lab_figure(key: str, *, root=None, cols: int = 2):
+    """The lab's recorded claims drawn from the stored per-seed values, one panel per claim.
+
+    Each panel shows every seed (dots) and the mean with its 95% t-interval (bars) for both arms
+    (or the bound / the paper's ratio band), over the sweep for a curve claim; its title is the
+    claim in short and its verdict under the current rules, coloured as on the results page. The
+    figure is :func:`diffnotes.plotting.book_figure`, so it is legible in the column.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from . import results as R
+    from .claims import judge_all
+    from .plotting import BOOK_MAX_WIDTH_IN, book_figure
+
+    judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
+    if judged is None:
+        raise ValueError(f"no stored record for lab {key!r}; run its notebook in the full profile")
+    n = len(judged)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(BOOK_MAX_WIDTH_IN, 2.9 * rows), squeeze=False)
+    colours = ("#1d4ed8", "#6b7280")
+
+    def arm(ax, x, values, colour, label=None):
+        m, lo, hi = R.t_interval(values) if len(values) >= 2 else (values[0],) * 3
+        ax.scatter([x] * len(values), values, s=14, color=colour, alpha=0.5, zorder=2)
+        ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=4,
+                    zorder=3, label=label)
+
+    for ax, j in zip(axes.flat, judged):
+        d, values = j.decl, j.stored.get("values", {})
+        if d.kind == "curve":
+            pts = j.stored.get("points", [])
+            xs = list(range(len(pts)))
+            for i, (name, c) in enumerate(zip(d.arms, colours)):
+                for x, p in zip(xs, pts):
+                    arm(ax, x + (i - 0.5) * 0.15, p[name], c, name if x == 0 else None)
+            ax.set_xticks(xs, [f"{p[d.over]:g}" if isinstance(p[d.over], (int, float))
+                               else str(p[d.over]) for p in pts])
+            ax.set_xlabel(d.over, fontsize=10)
+            every = [v for p in pts for name in d.arms[:2] for v in p[name]]
+            if min(every) > 0 and max(every) > 30 * min(every):
+                ax.set_yscale("log")
+            ax.legend(fontsize=10, frameon=False)
+        elif d.kind == "ratio":
+            arm(ax, 0, values["ratio"], colours[0])
+            ax.axhspan(d.paper_ratio / d.tolerance, d.paper_ratio * d.tolerance,
+                       color="#d8f0dc", zorder=0)
+            ax.axhline(d.paper_ratio, color="#15803d", lw=1)
+            ax.set_xticks([0], ["ratio"])
+        else:
+            arm(ax, 0, values[d.arms[0]], colours[0])
+            if d.kind == "threshold":
+                ax.axhline(d.bound, color=colours[1], ls="--", lw=1)
+                ax.set_xticks([0], [_short(d.arms[0], 14)])
+                ax.text(0.98, d.bound, f" {d.bound_name}", transform=ax.get_yaxis_transform(),
+                        ha="right", va="bottom", fontsize=10, color=colours[1])
+            else:
+                arm(ax, 1, values[d.arms[1]], colours[1])
+                ax.set_xticks([0, 1], [_short(a, 14) for a in d.arms[:2]])
+            ax.set_xlim(-0.6, 1.6 if d.kind != "threshold" else 0.6)
+        ax.tick_params(labelsize=10)
+        ax.set_title(_short(d.claim, 34) + f"\n{j.verdict}", fontsize=10,
+                     color=_VERDICT_COLOURS.get(j.verdict, "#374151"))
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return book_figure(fig)

@@ -142,6 +142,7 @@ class Judged:
     rows: list[dict] = field(default_factory=list)  # setting, a, b, diff, verdict
     seeds: int = 0
     metric: str = ""  # as the record states it (may carry the run's own reference numbers)
+    stored: dict = field(default_factory=dict, repr=False)  # the record's per-seed values
 
 
 def _iv(values, level=R.LEVEL) -> str:
@@ -188,7 +189,7 @@ def judge(d: Declaration, stored: dict) -> Judged:
     lengths = [len(v) for v in values.values()] or [0]
     recorded = stored.get("verdict", "")
     return Judged(d, verdict, R.INCONCLUSIVE if recorded == R.NOISE else recorded, rows,
-                  min(lengths), stored.get("metric") or d.metric)
+                  min(lengths), stored.get("metric") or d.metric, stored)
 
 
 def judge_all(root: Path | None = None, registry: Path | None = None):

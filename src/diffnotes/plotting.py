@@ -4,7 +4,10 @@
   the images (pure tensor code, tested); ``show_images`` draws it;
 * ``scatter_panels({"name": points}, reference=data)`` draws one square panel per point set, each
   over the data in light grey;
-* ``save_samples(samples, path, title)`` picks between the two for ``python -m diffnotes sample``.
+* ``save_samples(samples, path, title)`` picks between the two for ``python -m diffnotes sample``;
+* ``book_figure(fig)`` turns a figure drawn for a chapter into a PNG that is legible in the
+  book's column: it refuses text under ``BOOK_MIN_FONT_PT`` or a width over ``BOOK_MAX_WIDTH_IN``
+  and writes the smallest font size into the PNG, where the browser test reads it back.
 
 matplotlib is imported inside the drawing functions, so importing this module stays cheap.
 """
@@ -16,7 +19,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["image_grid", "show_images", "scatter_panels", "save_samples"]
+__all__ = ["image_grid", "show_images", "scatter_panels", "save_samples", "book_figure",
+           "BOOK_DPI", "BOOK_MIN_FONT_PT", "BOOK_MAX_WIDTH_IN", "MIN_FONT_KEY"]
+
+BOOK_DPI = 100
+"""Pixels per inch of the chapters' figures (the PNG's natural size is inches × BOOK_DPI)."""
+BOOK_MIN_FONT_PT = 10.0
+"""Smallest text a chapter figure may draw: 10 pt at 100 dpi is 13.9 px at natural size, so it
+stays at or above 10 px on screen down to a 72% scale (the column at 1024 px is about 700 px)."""
+BOOK_MAX_WIDTH_IN = 7.0
+"""Widest chapter figure: 700 px at natural size."""
+MIN_FONT_KEY = "diffnotes-min-font-pt"
+"""The PNG text chunk that carries a chapter figure's smallest font size (points)."""
 
 
 def image_grid(images: torch.Tensor, cols: int | None = None, value_range=(-1.0, 1.0),
@@ -115,3 +129,42 @@ def save_samples(samples: torch.Tensor, path, title: str) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _visible_texts(fig):
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.figure is not None:
+            yield t
+
+
+def book_figure(fig, *, close: bool = True):
+    """A chapter's figure as an ``IPython.display.Image`` at :data:`BOOK_DPI`, legible in the column.
+
+    Raises ``ValueError`` when a visible text is smaller than :data:`BOOK_MIN_FONT_PT` or the
+    figure is wider than :data:`BOOK_MAX_WIDTH_IN`, naming the offending text. The smallest
+    font size is stored in the PNG under :data:`MIN_FONT_KEY`.
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    width = fig.get_size_inches()[0]
+    if width > BOOK_MAX_WIDTH_IN + 1e-9:
+        raise ValueError(f"chapter figure is {width:.2f} in wide; at most {BOOK_MAX_WIDTH_IN} in "
+                         "fits the column")
+    sizes = [(t.get_fontsize(), t.get_text()) for t in _visible_texts(fig)]
+    small = [(s, txt) for s, txt in sizes if s < BOOK_MIN_FONT_PT - 1e-9]
+    if small:
+        s, txt = min(small)
+        raise ValueError(f"chapter figure text {txt[:40]!r} is {s:g} pt; at least "
+                         f"{BOOK_MIN_FONT_PT:g} pt stays legible in the column")
+    smallest = min((s for s, _ in sizes), default=BOOK_MIN_FONT_PT)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=BOOK_DPI,
+                metadata={MIN_FONT_KEY: f"{smallest:g}", "Software": None})
+    if close:
+        plt.close(fig)
+    return Image(data=buf.getvalue(), format="png")
