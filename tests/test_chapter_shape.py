@@ -57,18 +57,21 @@ def test_chapter_has_the_shape(path):
     problems, i = [], 0
     free = False
     for h in heads:
-        if i < len(REQUIRED) and _match(h, REQUIRED[i]):
-            free = REQUIRED[i] == FREE_AFTER
-            i += 1
+        later = [j for j in range(i, len(REQUIRED)) if _match(h, REQUIRED[j])]
+        if later:
+            j = later[0]
+            problems += [f"missing '## {r}'" for r in REQUIRED[i:j]]
+            free = REQUIRED[j] == FREE_AFTER
+            i = j + 1
             continue
         if free and not any(_match(h, r) for r in REQUIRED):
             continue  # method sections (algorithm, key equations, ...) after the derivation
         if any(_match(h, o) for o in OPTIONAL) and REQUIRED[i - 1].startswith("What the notes"):
             continue
-        problems.append(f"'## {h}' is out of place (expected '## {REQUIRED[i]}' next)"
-                        if i < len(REQUIRED) else f"'## {h}' after References")
+        problems.append(f"'## {h}' is out of place (after '## {REQUIRED[i - 1]}')"
+                        if i else f"'## {h}' before '## {REQUIRED[0]}'")
     if i < len(REQUIRED):
-        problems.append(f"missing '## {REQUIRED[i]}' (and what follows it in the template)")
+        problems += [f"missing '## {r}'" for r in REQUIRED[i:]]
     assert not problems, f"{path.name}: " + "; ".join(problems) + f"\nheadings: {heads}"
 
 
