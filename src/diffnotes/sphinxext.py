@@ -4,6 +4,10 @@
   ``default_mode`` is in the page context (sphinx-book-theme has no option for it), so we set it.
 * sphinx-thebe 0.3 registers its inline configuration script twice, which redeclares a ``const``
   and raises a SyntaxError in the browser; identical scripts are kept once per page.
+* Lab notebook pages (``notebooks/...``) drop the right-hand "on this page" column, so their
+  figures (stored at the width they were drawn) get the width the column gives up instead of
+  being scaled down; ``book/_static/css/diffnotes.css`` keeps their prose at the chapters'
+  measure. (The notebook's own headings stay in the left navigation and the page.)
 * Counts the pages state are computed, not typed: ``{{ n_papers }}`` (MyST substitution) is the
   number of papers in the catalogue (`src/diffnotes/data/papers.yaml`).
 
@@ -16,6 +20,11 @@ from __future__ import annotations
 def _page_context(app, pagename, templatename, context, doctree):
     if not context.get("default_mode"):
         context["default_mode"] = "light"
+    if pagename.startswith("notebooks/"):
+        meta = context.get("meta")
+        if meta is None:
+            context["meta"] = meta = {}
+        meta["html_theme.sidebar_secondary.remove"] = "true"
     scripts = context.get("script_files")
     if not scripts:
         return

@@ -243,3 +243,69 @@ def test_layout(driver, site_url, site_dir, name, width):
     assert not layout["wide"], (f"{rel} at {width} px: wider than the {layout['column']} px column:\n"
                                 + "\n".join(layout["wide"][:15]))
     assert not layout["page_scrolls"], f"{rel} at {width} px: the whole page scrolls sideways"
+
+
+# --------------------------------------------------------------------------- a figure per chapter
+
+CHAPTERS = sorted(p.stem for p in (ROOT / "book" / "papers").glob("*.md") if p.stem != "index")
+MIN_FONT_PX = 10.0
+
+_FIGURES = """
+const art = document.querySelector('article.bd-article') || document.querySelector('main');
+return Array.from(art.querySelectorAll('img')).map(img => ({
+  src: img.getAttribute('src'), shown: img.getBoundingClientRect().width,
+  natural: img.naturalWidth, complete: img.complete}));
+"""
+
+
+def _png_font_px(site_dir: Path, page: str, src: str):
+    """(smallest font in points × dpi / 72) of a chapter figure, from its PNG, or None when the
+    PNG carries no font record (not drawn by ``plotting.book_figure``)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from diffnotes.plotting import MIN_FONT_KEY
+
+    if src.startswith("data:"):
+        raw = base64.b64decode(src.split(",", 1)[1])
+    else:
+        path = (site_dir / page).parent / src.split("?")[0]
+        if not path.is_file():
+            return None
+        raw = path.read_bytes()
+    img = Image.open(io.BytesIO(raw))
+    font = img.info.get(MIN_FONT_KEY)
+    if font is None:
+        return None
+    dpi = img.info.get("dpi", (72, 72))[0]
+    return float(font) * float(dpi) / 72.0
+
+
+@pytest.mark.parametrize("width", (1024,))
+def test_every_chapter_has_a_legible_figure(driver, site_url, site_dir, width):
+    """Every paper chapter shows at least one figure drawn for the column (plotting.book_figure),
+    and on screen at 1024 px — the narrowest column — its smallest text is at least 10 px:
+    (font in points) × dpi / 72 × (shown width / natural width)."""
+    driver.set_window_size(width, 900)
+    problems = []
+    for key in CHAPTERS:
+        rel = f"book/papers/{key}.html"
+        if not (site_dir / rel).is_file():
+            problems.append(f"{rel}: missing from the built site")
+            continue
+        driver.get(f"{site_url}/{rel}")
+        figs = driver.execute_script(_FIGURES)
+        legible = []
+        for f in figs:
+            font = _png_font_px(site_dir, rel, f["src"] or "")
+            if font is None or not f["natural"]:
+                continue
+            legible.append(font * f["shown"] / f["natural"])
+        if not legible:
+            problems.append(f"{rel}: no figure drawn for the column ({len(figs)} images)")
+        elif min(legible) < MIN_FONT_PX:
+            problems.append(f"{rel}: smallest figure text {min(legible):.1f} px on screen "
+                            f"(at least {MIN_FONT_PX:g})")
+    assert not problems, "\n".join(problems)
