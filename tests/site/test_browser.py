@@ -156,6 +156,8 @@ LAYOUT_PAGES = {
     "notebook_table": "notebooks/ho2020denoising.html",
     "notebook_outputs": "notebooks/song2019generative.html",
     "benchmarks": "book/benchmarks.html",
+    "results": "book/results.html",
+    "chapter_with_lab_figure": "book/papers/saharia2022image.html",
 }
 
 # Outermost elements of the article that reach past the content column, and boxes whose content
@@ -308,4 +310,25 @@ def test_every_chapter_has_a_legible_figure(driver, site_url, site_dir, width):
         elif min(legible) < MIN_FONT_PX:
             problems.append(f"{rel}: smallest figure text {min(legible):.1f} px on screen "
                             f"(at least {MIN_FONT_PX:g})")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_chapter_fits_the_column(driver, site_url, site_dir):
+    """The layout rule of `test_layout` (nothing wider than the column outside a box that scrolls
+    on its own, no page-wide sideways scroll) on every chapter at 1024 px, the narrower width."""
+    driver.set_window_size(1024, 900)
+    driver.set_script_timeout(30)
+    problems = []
+    for key in CHAPTERS:
+        rel = f"book/papers/{key}.html"
+        if not (site_dir / rel).is_file():
+            problems.append(f"{rel}: missing from the built site")
+            continue
+        driver.get(f"{site_url}/{rel}")
+        if driver.execute_script("return document.querySelector('.math') !== null"):
+            driver.execute_async_script(_WAIT_FOR_MATHJAX)
+        layout = driver.execute_script(_TOO_WIDE)
+        problems += [f"{rel}: {w}" for w in layout["wide"][:5]]
+        if layout["page_scrolls"]:
+            problems.append(f"{rel}: the whole page scrolls sideways")
     assert not problems, "\n".join(problems)
