@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 
 from . import constants as K
-from .methods.representation import CodeConditionedMLP, edm_weight
+from .methods.edm import edm_weight
+from .methods.representation import CodeConditionedMLP
 from .parameterization import append_dims
 from .precond import EDMPrecond
 from .sampling import sample, sigma_schedule

@@ -22,7 +22,17 @@ from .. import constants as K
 from ..parameterization import append_dims
 from ..theory.numeric import vp_sigma
 
-__all__ = ["EDMLoss", "VPLoss", "VELoss", "LOSSES"]
+__all__ = ["edm_weight", "EDMLoss", "VPLoss", "VELoss", "LOSSES"]
+
+
+def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """EDM's loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (eq. 8).
+
+    The one PyTorch line of Table 1's EDM weight (``tests/test_numeric.py`` checks it against
+    ``diffnotes.theory.numeric.table1("edm").loss_weight``); :class:`EDMLoss` and every loss
+    that weights a denoising error the EDM way call it.
+    """
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 class _DenoisingLoss:
@@ -82,7 +92,7 @@ class EDMLoss(_DenoisingLoss):
         return (draw * self.P_std + self.P_mean).exp()
 
     def weight(self, sigma):
-        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        return edm_weight(sigma, self.sigma_data)
 
 
 LOSSES = {"edm": EDMLoss, "vp": VPLoss, "ve": VELoss}

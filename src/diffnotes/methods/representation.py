@@ -36,13 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffnotes import constants as K
+from diffnotes.methods.edm import edm_weight
 from diffnotes.nets import make_noise_embedding
 from diffnotes.parameterization import append_dims
 from diffnotes.precond import EDMPrecond
 
 __all__ = ["Encoder", "CodeConditionedMLP", "RepresentationDenoiser",
            "DenoisingRepresentationLoss", "Autoencoder", "ReconstructionLoss", "encode",
-           "linear_probe", "denoising_mse", "edm_weight"]
+           "linear_probe", "denoising_mse"]
 
 
 def _check_dims(**dims) -> None:
@@ -138,11 +139,6 @@ def _check_sigma(sigma, sigma_range) -> None:
         lo, hi = sigma_range
         if not 0 < lo < hi < math.inf:
             raise ValueError(f"sigma_range must be (lo, hi) with 0 < lo < hi, got {sigma_range!r}")
-
-
-def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """EDM's loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (eq. 8)."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 class DenoisingRepresentationLoss:
