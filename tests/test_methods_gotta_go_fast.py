@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from diffnotes import constants as K
 from diffnotes.data import GaussianMixture
 from diffnotes.methods import gotta_go_fast as ggf
 from diffnotes.methods import score_sde
@@ -79,7 +80,7 @@ def test_controller_converges_to_its_fixed_point_on_a_power_law_error():
     h = torch.tensor([0.3], dtype=torch.float64)
     for _ in range(300):
         h = ggf.next_step_size(h, 50.0 * h**2, torch.ones(1, dtype=torch.float64))
-    assert math.isclose(float(50.0 * h**2), ggf.THETA ** (1 / ggf.EXPONENT), rel_tol=1e-6)
+    assert math.isclose(float(50.0 * h**2), K.GGF_THETA ** (1 / K.GGF_EXPONENT), rel_tol=1e-6)
 
 
 @pytest.mark.parametrize("sde,params", [("vp", {}), ("ve", {"sigma_max": 10.0})])

@@ -111,3 +111,19 @@ def test_caption_accuracy_reads_real_digits_back():
 def test_unclip_two_stage_proof_and_its_noisy_encoder_variant():
     assert unclip_two_stage_check().ok
     assert not unclip_two_stage_check(encoder_noise=0.1).ok
+
+
+def test_clip_constants_come_from_constants_and_keep_the_recorded_values():
+    # recorded before the constants moved to diffnotes.constants (issue 24): unchanged init
+    from diffnotes import constants as K
+
+    torch.manual_seed(0)
+    model = ToyCLIP(dim=4, hidden=8)
+    assert model.log_scale.item() == 2.6592600345611572
+    assert (K.CLIP_TEMPERATURE_INIT, K.CLIP_LOGIT_SCALE_MAX) == (0.07, 100.0)
+    with torch.no_grad():
+        model.log_scale.fill_(10.0)  # above the cap: the logits are scaled by 100
+    images, tokens = torch.zeros(2, 1, 8, 8), caption_tokens(torch.tensor([1, 2]), torch.tensor([0, 1]))
+    z_i = torch.nn.functional.normalize(model.image(images), dim=1)
+    z_t = torch.nn.functional.normalize(model.caption(tokens), dim=1)
+    assert torch.allclose(model.logits(images, tokens), 100.0 * z_i @ z_t.T, rtol=1e-6, atol=0)

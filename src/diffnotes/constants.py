@@ -52,3 +52,15 @@ EDM_P_STD = 1.2
 # -- VDM (Kingma et al. 2021): the linear gamma(t)'s end points in the paper's code ------------
 VDM_GAMMA_MIN = -13.3
 VDM_GAMMA_MAX = 5.0
+
+# -- Classifier-free guidance (Ho & Salimans 2022, Table 1: p_uncond in {0.1, 0.2, 0.5}) --------
+CFG_P_UNCOND = 0.2  # the label dropout the book's digits networks train with
+
+# -- CLIP (Radford et al. 2021, Sec. 2.5), as unCLIP's toy encoder pair uses it ------------------
+CLIP_TEMPERATURE_INIT = 0.07  # the learned temperature starts here (logit scale 1 / 0.07)
+CLIP_LOGIT_SCALE_MAX = 100.0  # and the logit scale is clipped at 100
+
+# -- Gotta Go Fast (Jolicoeur-Martineau et al. 2021): the adaptive solver's step-size controller
+GGF_THETA = 0.9  # safety factor theta in h <- theta h E^(-r)
+GGF_EXPONENT = 0.9  # the exponent r
+GGF_H_INIT = 0.01  # the first step size tried, in units of t

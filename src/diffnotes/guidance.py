@@ -47,14 +47,13 @@ from . import constants as K
 from .parameterization import (denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
                                score_to_denoiser)
 from .precond import EDMPrecond
+from .theory.numeric import log_uniform_sigma
 
 __all__ = ["NUM_CLASSES", "NoisyDigitsClassifier", "ClassifierLoss", "LabelDropout", "one_hot",
            "null_labels", "balanced_labels", "classifier_log_prob_grad", "classifier_guided",
            "classifier_free", "conditioned", "sweep", "classifier_accuracy_at", "digits_denoiser",
-           "fit_digits_denoiser", "fit_noisy_classifier", "P_UNCOND", "TiltGap",
+           "fit_digits_denoiser", "fit_noisy_classifier", "TiltGap",
            "guided_ode_tilt_gap", "ancestral_guidance_ratio"]
-
-P_UNCOND = 0.2  # label dropout of the digits networks (Ho & Salimans try 0.1 and 0.2, Table 1)
 
 NUM_CLASSES = 10  # the ten digits
 
@@ -145,7 +144,7 @@ class ClassifierLoss:
         if class_labels is None:
             raise ValueError("ClassifierLoss needs class labels: pass the data as an (x, labels) pair")
         u = torch.rand(x0.shape[0], device=x0.device)
-        sigma = self.sigma_min * (self.sigma_max / self.sigma_min) ** u
+        sigma = log_uniform_sigma(u, self.sigma_min, self.sigma_max)
         x = x0 + torch.randn_like(x0) * sigma.reshape(-1, 1, 1, 1)
         return F.cross_entropy(model(x, sigma), class_labels.long(), reduction="none")
 
@@ -293,7 +292,7 @@ def digits_denoiser(scale_shift: bool = True, ch: int = 16) -> nn.Module:
     return EDMPrecond(UNet.digits(ch=ch, num_classes=NUM_CLASSES, scale_shift=scale_shift))
 
 
-def fit_digits_denoiser(seed: int, steps: int, *, scale_shift: bool = True, p_uncond: float = P_UNCOND,
+def fit_digits_denoiser(seed: int, steps: int, *, scale_shift: bool = True, p_uncond: float = K.CFG_P_UNCOND,
                         ch: int = 16, batch_size: int = 64, lr: float = 1e-3):
     """Train :func:`digits_denoiser` on the ``train`` digits with EDM's loss and label dropout.
 

@@ -20,9 +20,9 @@ one Brownian increment z sqrt(h) and evaluates the score twice:
 
 Each sample has its own t and h. The loop ends when every sample reaches t = eps; the last
 evaluation is the denoising step D(y / s(eps); sigma(eps)) that Score SDE's samplers end with.
-The paper's controller constants (theta = r = 0.9, h_init = 0.01) are :data:`THETA`,
-:data:`EXPONENT` and :data:`H_INIT`; its tolerances were eps_abs = 0.0078 (VP, data in [-1, 1]) or
-0.0039 (VE, data in [0, 1]) and eps_rel from 0.01 to 0.1 (the authors' experiment script).
+The paper's controller constants (theta = r = 0.9, h_init = 0.01) are
+``diffnotes.constants.GGF_THETA``, ``GGF_EXPONENT`` and ``GGF_H_INIT``; its tolerances were
+eps_abs = 0.0078 (VP, data in [-1, 1]) or 0.0039 (VE, data in [0, 1]) and eps_rel from 0.01 to 0.1 (the authors' experiment script).
 
 Why a module of its own and not a solver in ``diffnotes.sampling``: those solvers step through a
 noise-level grid fixed in advance, ``sample(denoiser, x, sigmas)``, in EDM's coordinates. This
@@ -45,17 +45,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from diffnotes import constants as K
 from diffnotes.parameterization import append_dims, denoiser_to_score
 
 from .score_sde import EPS_SAMPLE, get_sde
 
-__all__ = ["THETA", "EXPONENT", "H_INIT", "NORMS", "AdaptiveStats", "CountingDenoiser",
+__all__ = ["NORMS", "AdaptiveStats", "CountingDenoiser",
            "mixed_tolerance", "scaled_error", "next_step_size", "adaptive_sample", "sra1_sample",
            "nfe_to_reach"]
 
-THETA = 0.9  # safety factor of the step-size controller (the paper's theta)
-EXPONENT = 0.9  # its exponent r: h <- theta h E^(-r)
-H_INIT = 0.01  # the first step size tried, in units of t
 NORMS = ("l2", "linf")
 _T_DONE = 1e-9  # a sample is finished when t - eps is below this
 
@@ -118,8 +116,8 @@ def scaled_error(diff: torch.Tensor, delta: torch.Tensor, norm: str = "l2") -> t
     return ratio.abs().amax(dim=1)
 
 
-def next_step_size(h: torch.Tensor, error: torch.Tensor, h_max: torch.Tensor, theta: float = THETA,
-                   r: float = EXPONENT) -> torch.Tensor:
+def next_step_size(h: torch.Tensor, error: torch.Tensor, h_max: torch.Tensor, theta: float = K.GGF_THETA,
+                   r: float = K.GGF_EXPONENT) -> torch.Tensor:
     """h <- min(h_max, theta h E^(-r)); a zero error jumps to ``h_max``."""
     if not (0 < theta <= 1 and r > 0):
         raise ValueError(f"need 0 < theta <= 1 and r > 0, got theta={theta!r}, r={r!r}")
@@ -150,7 +148,7 @@ def _check_run(x, sde_eps: float, h_init: float, max_iters: int) -> None:
 
 @torch.no_grad()
 def adaptive_sample(denoiser, sde: str, x: torch.Tensor, *, eps_abs: float, eps_rel: float,
-                    theta: float = THETA, r: float = EXPONENT, h_init: float = H_INIT,
+                    theta: float = K.GGF_THETA, r: float = K.GGF_EXPONENT, h_init: float = K.GGF_H_INIT,
                     eps: float = EPS_SAMPLE, norm: str = "l2", extrapolate: bool = True,
                     reject: bool = True, max_iters: int = 100_000, generator: torch.Generator | None = None,
                     **params):

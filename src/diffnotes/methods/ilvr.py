@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import constants as K
 from .. import degradations
 from ..metrics import psnr
 from ..nets import UNet
@@ -123,7 +124,8 @@ def small_unet(channels: int, size: int, width: int = 16) -> UNet:
 
 
 def train_unconditional(images: torch.Tensor, steps: int, *, seed: int = 0, width: int = 16,
-                        batch_size: int = 32, lr: float = 2e-3, sigma_data: float = 0.5):
+                        batch_size: int = 32, lr: float = 2e-3,
+                        sigma_data: float = K.EDM_SIGMA_DATA):
     """One unconditional EDM denoiser D(x; sigma) trained on ``images`` through ``train.fit``
     (so ``DIFFNOTES_TRAIN_STEPS`` caps it); returns the ``TrainResult`` (use ``.model_ema``)."""
     torch.manual_seed(seed)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import constants as K
 from ..features import digits_classify
 from ..nets import MLP
 from ..precond import EDMPrecond
@@ -110,20 +111,21 @@ class CaptionEncoder(nn.Module):
 
 class ToyCLIP(nn.Module):
     """An image encoder and a caption encoder with a learned temperature (CLIP's logit scale,
-    initialised at 1/0.07 and capped at 100 as in CLIP)."""
+    initialised at 1 / ``constants.CLIP_TEMPERATURE_INIT`` (0.07) and capped at
+    ``constants.CLIP_LOGIT_SCALE_MAX`` (100), as in CLIP)."""
 
     def __init__(self, dim: int = 16, hidden: int = 128):
         super().__init__()
         self.dim = dim
         self.image = ImageEncoder(dim, hidden)
         self.caption = CaptionEncoder(dim, hidden)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / K.CLIP_TEMPERATURE_INIT)))
 
     def logits(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(N, N) scaled cosine similarities of image i with caption j."""
         z_i = F.normalize(self.image(images), dim=1)
         z_t = F.normalize(self.caption(tokens), dim=1)
-        return self.log_scale.clamp(max=math.log(100.0)).exp() * z_i @ z_t.T
+        return self.log_scale.clamp(max=math.log(K.CLIP_LOGIT_SCALE_MAX)).exp() * z_i @ z_t.T
 
 
 class InfoNCELoss:
