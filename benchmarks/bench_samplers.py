@@ -55,7 +55,10 @@ For each problem and budget B in BUDGETS, each configuration gets the largest st
 (calls of the model, counted) is at most B.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--problems ring,mixture] [--fresh-seed N]   # or make bench
-    (running this file does the same: the driver writes the JSON, the tables and the figures)
+
+This file is the benchmark, imported by the driver ``run_all.py`` (which writes the JSON, the
+tables and the figures); it never imports the driver, so the two form no import circle. Run
+directly, it only points to the driver.
 """
 
 from __future__ import annotations
@@ -835,7 +838,6 @@ def run(problems=("ring", "mixture", "digits", "fresh"), budgets=BUDGETS, quick=
     return results
 
 
-if __name__ == "__main__":  # the driver runs this benchmark and writes its tables and figures
-    import run_all
-
-    run_all.main(sys.argv[1:])
+if __name__ == "__main__":  # the driver imports this file, not the other way round
+    sys.exit("bench_samplers.py is the benchmark the driver runs: use "
+             "`python benchmarks/run_all.py` (or `make bench`)")

@@ -2,7 +2,9 @@
 
 import re
 
-from diffnotes.markdown import GeneratedTable, cell, find_root, math_cell, row, table
+import pytest
+
+from diffnotes.markdown import GeneratedTable, cell, find_root, math_cell, parts_cell, parts_table, row, table
 
 _UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
 
@@ -39,3 +41,13 @@ def test_text_with_math_cell_writes_bars_in_math_as_vert():
     from diffnotes.markdown import text_with_math_cell
 
     assert text_with_math_cell("note on $|x|$\nhere") == r"note on $\vert x\vert $ here"
+
+
+def test_parts_cells_escape_each_part_by_its_kind():
+    parts = [("math", "|x|"), " (text) ", ("prose", "on $|y|$")]
+    assert parts_cell(parts) == r"$\vert x\vert $ (text) on $\vert y\vert $"
+    assert parts_cell(["a|b"]) == "a|b"  # a str part is Markdown, kept as it is
+    with pytest.raises(ValueError, match="unknown cell part"):
+        parts_cell([("bold", "x")])
+    text = parts_table([["a"], [("math", "b")]], [[["1"], ["2", ", ", ("math", "|z|")]]])
+    assert text == "| a | $b$ |\n| --- | --- |\n| 1 | 2, $\\vert z\\vert $ |\n"

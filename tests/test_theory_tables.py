@@ -9,14 +9,20 @@ import pytest
 import sympy as sp
 import torch
 
-from diffnotes.tables import check_tables, find_root
+from diffnotes.markdown import parts_table
+from diffnotes.tables import check_tables, find_root, theory_tables
 from diffnotes.theory import get_process
 from diffnotes.theory.processes import SIGMA, SIGMA_DATA
 from diffnotes.theory.tables import (
-    COMPARISON_ROWS, GENERATED_TABLES, TABLE1_COLUMNS, render_comparison, render_edm_table1,
+    COMPARISON_ROWS, TABLE1_COLUMNS, TABLES, render_comparison, render_edm_table1,
 )
 
-NAMES = [t.name for t in GENERATED_TABLES]
+NAMES = list(TABLES)
+
+
+def _markdown(build) -> str:
+    """A theory table written as the registry writes it."""
+    return parts_table(*build())
 
 
 def _rows(markdown: str) -> list[list[str]]:
@@ -30,12 +36,25 @@ def _rows(markdown: str) -> list[list[str]]:
 
 def test_committed_tables_are_current():
     assert set(NAMES) == {"comparison", "comparison_symbols", "edm_table1"}
+    assert [t.name for t in theory_tables()] == NAMES
     assert check_tables(find_root(), NAMES) == []
+
+
+def test_the_theory_writes_no_markdown():
+    """The theory hands over cells; escaping and files belong to the book tooling above it."""
+    import inspect
+
+    import diffnotes.theory.tables as theory
+
+    source = inspect.getsource(theory)
+    assert "markdown" not in source.split('"""', 2)[2]  # code after the docstring
+    header, rows = render_edm_table1()
+    assert all(isinstance(cell, list) for cell in header + [c for r in rows for c in r])
 
 
 @pytest.mark.parametrize("render", [render_comparison, render_edm_table1])
 def test_tables_are_rectangular_and_math_is_balanced(render):
-    rows = _rows(render())
+    rows = _rows(_markdown(render))
     widths = {len(r) for r in rows}
     assert len(widths) == 1, widths
     for row in rows:
@@ -46,7 +65,7 @@ def test_tables_are_rectangular_and_math_is_balanced(render):
 
 
 def test_comparison_rows_come_from_the_processes():
-    rows = _rows(render_comparison())
+    rows = _rows(_markdown(render_comparison))
     assert [r[0] for r in rows[1:]] == [f"**{label}**" for label, _, _ in COMPARISON_ROWS]
     for row, (label, name, par) in zip(rows[1:], COMPARISON_ROWS):
         p = get_process(name, par)
@@ -56,7 +75,7 @@ def test_comparison_rows_come_from_the_processes():
 
 
 def test_edm_table1_rows_and_known_entries():
-    rows = {r[0]: r[1:] for r in _rows(render_edm_table1())}
+    rows = {r[0]: r[1:] for r in _rows(_markdown(render_edm_table1))}
     assert rows[""] == [label for label, _, _ in TABLE1_COLUMNS]
     assert rows["Schedule $\\sigma(t)$"][1:] == ["$\\sqrt{t}$", "$t$", "$t$"]
     assert rows["Scaling $s(t)$"][1:] == ["$1$"] * 3

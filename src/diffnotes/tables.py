@@ -4,8 +4,10 @@
 produces now and fails, naming each drifted table and showing a diff. Each table is a Markdown
 file under ``book/_generated/`` that a chapter pulls in with ``{include}``; the file starts with a
 comment saying it is generated, so nobody edits it by hand. What a table is and how its cells
-are escaped lives in :mod:`diffnotes.markdown`, which the contributing modules import; this
-registry imports them, so the imports run one way.
+are escaped lives in :mod:`diffnotes.markdown`, which the contributing modules of the book
+tooling import; this registry imports them, so the imports run one way. The theory layer writes
+no Markdown: ``diffnotes.theory.tables`` builds its tables as cells, and this registry writes
+them with ``markdown.parts_table`` (the theory sits below the tooling, never the other way).
 """
 
 from __future__ import annotations
@@ -13,25 +15,39 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from .markdown import GENERATED_DIR, HEADER, GeneratedTable, find_root
+from functools import partial
 
-__all__ = ["GENERATED_DIR", "HEADER", "GeneratedTable", "find_root", "all_tables", "write_tables",
-           "check_tables"]
+from .markdown import GENERATED_DIR, HEADER, GeneratedTable, find_root, parts_table
+
+__all__ = ["GENERATED_DIR", "HEADER", "GeneratedTable", "find_root", "all_tables", "theory_tables",
+           "write_tables", "check_tables"]
 
 
-def _contributors() -> list:
-    """The modules that define ``GENERATED_TABLES`` (imported here, never the other way round)."""
+def _contributors() -> list[list[GeneratedTable]]:
+    """Every contributor's tables: the tooling modules that define ``GENERATED_TABLES`` and the
+    theory's tables (imported here, never the other way round)."""
     from . import book_status, claims
     from .catalogue import render
-    from .theory import tables as theory_tables
 
-    return [render, theory_tables, claims, book_status]
+    return [render.GENERATED_TABLES, theory_tables(), claims.GENERATED_TABLES, book_status.GENERATED_TABLES]
+
+
+def _written(build) -> str:
+    return parts_table(*build())
+
+
+def theory_tables() -> list[GeneratedTable]:
+    """The unified view's tables: ``diffnotes.theory.tables`` builds the cells, Markdown is written here."""
+    from .theory import tables as theory
+
+    return [GeneratedTable(name, partial(_written, build), f"{theory.__name__}.{build.__name__}")
+            for name, build in theory.TABLES.items()]
 
 
 def all_tables() -> list[GeneratedTable]:
     tables: list[GeneratedTable] = []
-    for module in _contributors():
-        tables.extend(module.GENERATED_TABLES)
+    for contributed in _contributors():
+        tables.extend(contributed)
     names = [t.name for t in tables]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -1,22 +1,28 @@
-"""Generated tables of the unified view, rendered from the process objects.
+"""The unified view's tables, built from the process objects as cells (no Markdown here).
 
-* ``comparison``: the notes' comparison table completed (chain, kernel, marginal, SDE, PF-ODE,
-  s(t), sigma(t) for every process), plus ``comparison_symbols`` with each row's short-hands,
-  defaults and source;
-* ``edm_table1``: Karras et al. (2022) Table 1 for VP, VE, iDDPM+DDIM and EDM.
+* ``render_comparison``: the notes' comparison table completed (chain, kernel, marginal, SDE,
+  PF-ODE, s(t), sigma(t) for every process), plus ``render_comparison_symbols`` with each row's
+  short-hands, defaults and source;
+* ``render_edm_table1``: Karras et al. (2022) Table 1 for VP, VE, iDDPM+DDIM and EDM.
 
-Every cell comes from ``diffnotes.theory.processes`` through ``sympy.latex``, so the book shows the
-expressions the proofs check. Included by ``book/unified-view.md``.
+Every formula comes from ``diffnotes.theory.processes`` through ``sympy.latex``, so the book shows
+the expressions the proofs check. Each function returns ``(header, rows)``: every cell is a list
+of parts, a part being Markdown text kept as it is (a ``str``), ``("math", tex)`` for an inline
+formula or ``("prose", text)`` for text whose formulas sit between ``$`` signs. This layer writes
+no Markdown: the book tooling escapes the parts and writes the files
+(``diffnotes.markdown.parts_table``, registered in ``diffnotes.tables`` under the names of
+``TABLES``), so the imports point from the tooling down to the theory. Included by
+``book/unified-view.md``.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from ..markdown import GeneratedTable, math_cell, text_with_math_cell
 from .processes import C_DATA, MU, SCORE, SIGMA, X, X0, get_process, t
 
-__all__ = ["GENERATED_TABLES", "render_comparison", "render_comparison_symbols", "render_edm_table1", "COMPARISON_ROWS"]
+__all__ = ["TABLES", "render_comparison", "render_comparison_symbols", "render_edm_table1",
+           "COMPARISON_ROWS", "TABLE1_COLUMNS"]
 
 # (row label, process name, parameterization)
 COMPARISON_ROWS = (
@@ -34,13 +40,17 @@ def _latex(expr) -> str:
     return expr if isinstance(expr, str) else sp.latex(expr)
 
 
-def _cell(tex: str) -> str:
-    """One table cell of math (``diffnotes.markdown.math_cell``: a bare ``|`` becomes ``\\vert``)."""
-    return math_cell(tex)
+def _math(tex: str) -> tuple[str, str]:
+    """An inline formula (the tooling writes it as ``$tex$``, every bare ``|`` as ``\\vert``)."""
+    return ("math", tex)
 
 
-def _row(cells) -> str:
-    return "| " + " | ".join(cells) + " |"
+def _joined(parts, separator: str = ", ") -> list:
+    """``parts`` with ``separator`` (text) between them, as one cell."""
+    out = []
+    for i, part in enumerate(parts):
+        out += [separator, part] if i else [part]
+    return out
 
 
 def _shortest(expr):
@@ -81,18 +91,20 @@ def _pf_ode(p) -> str:
     return rf"\frac{{\mathrm{{d}}x}}{{\mathrm{{d}}t}} = {left}- {_paren(half_g2)}\,\nabla_x \log p_t(x)"
 
 
-def render_comparison() -> str:
+def render_comparison() -> tuple[list, list]:
+    """The comparison table: one row per process of ``COMPARISON_ROWS``."""
     head = ["", "discrete forward chain", "perturbation kernel $p_{0t}(x_t\\mid x_0)$",
             "marginal for data $\\mathcal{N}(\\mu, c^2\\mathbf{I})$", "SDE", "PF-ODE", "$s(t)$", "$\\sigma(t)$"]
-    lines = [_row(head), _row(["---"] * len(head))]
+    rows = []
     for label, name, par in COMPARISON_ROWS:
         p = get_process(name, par)
-        chain = _cell(p.chain.latex) + (" (non-Markovian)" if not p.chain.markovian else "") if p.chain else "—"
-        lines.append(_row([
-            f"**{label}**", chain, _cell(_kernel(p)), _cell(_marginal(p)), _cell(_sde(p)), _cell(_pf_ode(p)),
-            _cell(_latex(p.scale_short)), _cell(_latex(p.sigma_short)),
-        ]))
-    return "\n".join(lines) + "\n"
+        if p.chain is None:
+            chain = ["—"]
+        else:
+            chain = [_math(p.chain.latex)] + ([] if p.chain.markovian else [" (non-Markovian)"])
+        rows.append([[f"**{label}**"], chain] + [[_math(tex)] for tex in (
+            _kernel(p), _marginal(p), _sde(p), _pf_ode(p), _latex(p.scale_short), _latex(p.sigma_short))])
+    return [[h] for h in head], rows
 
 
 def _fmt(value) -> str:
@@ -105,51 +117,55 @@ def _bound(b) -> str:
     return _fmt(b) if b.is_number else sp.latex(b)
 
 
-def render_comparison_symbols() -> str:
+def render_comparison_symbols() -> tuple[list, list]:
+    """Each process's source, short-hands, defaults, time range, sigma inverse and notes."""
     head = ["", "source", "short-hands", "defaults (papers' code)", "$t$ range", "$\\sigma^{-1}(\\sigma)$", "notes"]
-    lines = [_row(head), _row(["---"] * len(head))]
+    rows = []
     for label, name, par in COMPARISON_ROWS:
         p = get_process(name, par)
-        shorthands = ", ".join(_cell(_latex(p.aux_display.get(fn, sp.Eq(fn, value), ))) for fn, value in p.aux.items()) or "—"
-        defaults = ", ".join(_cell(f"{sp.latex(sym)} = {_fmt(val)}") for sym, val in p.defaults.items()) or "—"
+        shorthands = _joined([_math(_latex(p.aux_display.get(fn, sp.Eq(fn, value))))
+                              for fn, value in p.aux.items()]) or ["—"]
+        defaults = _joined([_math(f"{sp.latex(sym)} = {_fmt(val)}") for sym, val in p.defaults.items()]) or ["—"]
         if p.learned:
-            defaults += " (learned in the paper; fixed linear shown)"
+            defaults.append(" (learned in the paper; fixed linear shown)")
         lo, hi = p.t_range
-        t_range = _cell(rf"[{_bound(lo)},\ {_bound(hi)}]")
-        inv = _cell(_latex(p.sigma_inv)) if p.sigma_inv is not None else "no closed form"
-        lines.append(_row([f"**{label}**", f"{{cite:t}}`{p.cite}`", shorthands, defaults, t_range, inv,
-                           text_with_math_cell(p.notes)]))
-    return "\n".join(lines) + "\n"
+        t_range = [_math(rf"[{_bound(lo)},\ {_bound(hi)}]")]
+        inv = [_math(_latex(p.sigma_inv))] if p.sigma_inv is not None else ["no closed form"]
+        rows.append([[f"**{label}**"], [f"{{cite:t}}`{p.cite}`"], shorthands, defaults, t_range, inv,
+                     [("prose", p.notes)]])
+    return [[h] for h in head], rows
 
 
-def render_edm_table1() -> str:
+def render_edm_table1() -> tuple[list, list]:
+    """Karras et al. (2022) Table 1: one column per process of ``TABLE1_COLUMNS``."""
     procs = [(label, get_process(name, par)) for label, name, par in TABLE1_COLUMNS]
     head = [""] + [label for label, _ in procs]
-    lines = [_row(head), _row(["---"] * len(head))]
+    rows = []
+
+    def text_row(cells):  # cells of plain text
+        rows.append([[c] for c in cells])
 
     def add(title, getter):
-        lines.append(_row([title] + [_cell(_latex(getter(p))) for _, p in procs]))
+        rows.append([[title]] + [[_math(_latex(getter(p)))] for _, p in procs])
 
-    lines.append(_row(["**Sampling**"] + [""] * len(procs)))
+    text_row(["**Sampling**"] + [""] * len(procs))
     add("Time steps $t_{i<N}$", lambda p: p.table1["time_steps"])
     add(r"Schedule $\sigma(t)$", lambda p: p.sigma)
     add("Scaling $s(t)$", lambda p: p.scale)
     add(r"Inverse $\sigma^{-1}(\sigma)$", lambda p: p.sigma_inv)
-    lines.append(_row(["**Network and preconditioning**"] + [""] * len(procs)))
-    lines.append(_row(["Architecture of $F_\\theta$"] + [p.table1["architecture"] for _, p in procs]))
+    text_row(["**Network and preconditioning**"] + [""] * len(procs))
+    text_row(["Architecture of $F_\\theta$"] + [p.table1["architecture"] for _, p in procs])
     add(r"Skip scaling $c_\mathrm{skip}(\sigma)$", lambda p: p.table1["c_skip"])
     add(r"Output scaling $c_\mathrm{out}(\sigma)$", lambda p: p.table1["c_out"])
     add(r"Input scaling $c_\mathrm{in}(\sigma)$", lambda p: p.table1["c_in"])
     add(r"Noise cond. $c_\mathrm{noise}(\sigma)$", lambda p: p.table1["c_noise"])
-    lines.append(_row(["**Training**"] + [""] * len(procs)))
+    text_row(["**Training**"] + [""] * len(procs))
     add(r"Noise distribution $p_\mathrm{train}(\sigma)$", lambda p: p.table1["train"])
     add(r"Loss weighting $\lambda(\sigma)$", lambda p: p.table1["loss_weight"])
     add("Parameters", lambda p: p.table1["parameters"])
-    return "\n".join(lines) + "\n"
+    return [[h] for h in head], rows
 
 
-GENERATED_TABLES = [
-    GeneratedTable("comparison", render_comparison, "diffnotes.theory.tables.render_comparison"),
-    GeneratedTable("comparison_symbols", render_comparison_symbols, "diffnotes.theory.tables.render_comparison_symbols"),
-    GeneratedTable("edm_table1", render_edm_table1, "diffnotes.theory.tables.render_edm_table1"),
-]
+# file stem under book/_generated/ -> the function that builds that table
+TABLES = {"comparison": render_comparison, "comparison_symbols": render_comparison_symbols,
+          "edm_table1": render_edm_table1}
