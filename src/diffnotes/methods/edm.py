@@ -20,7 +20,7 @@ import torch
 
 from .. import constants as K
 from ..parameterization import append_dims
-from ..theory.numeric import vp_sigma
+from ..theory.numeric import log_uniform_sigma, vp_sigma
 
 __all__ = ["edm_weight", "EDMLoss", "VPLoss", "VELoss", "LOSSES"]
 
@@ -76,7 +76,7 @@ class VELoss(_DenoisingLoss):
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
     def sigma_from(self, draw):
-        return self.sigma_min * (self.sigma_max / self.sigma_min) ** draw
+        return log_uniform_sigma(draw, self.sigma_min, self.sigma_max)
 
 
 class EDMLoss(_DenoisingLoss):

@@ -12,11 +12,11 @@ falls by ``E|E[x0|x,z] - E[x0|x]|^2``, which for Gaussians is the MMSE times
 ``1 - exp(-2 I(x0; z | x))``.
 
 * :class:`Encoder` — flattened image to a ``code_dim`` vector (an MLP).
-* :class:`CodeConditionedMLP` — a residual MLP backbone ``F(x_in, c_noise, code)``; the code
-  arrives through the ``class_labels`` slot of :class:`diffnotes.precond.Precond`, so EDM's
-  preconditioning wraps it unchanged.
-* :class:`RepresentationDenoiser` — ``D(x; sigma, E(x0))`` (``conditional=False`` in the loss
-  feeds a zero code: the same network as an ordinary denoiser, the control arm).
+* :class:`RepresentationDenoiser` — ``D(x; sigma, E(x0))``: EDM preconditioning around
+  :class:`diffnotes.nets.VectorConditionedMLP` (the backbone of the retrieval and unCLIP
+  decoders too), the code arriving through the ``class_labels`` slot of
+  :class:`diffnotes.precond.Precond`; ``conditional=False`` in the loss feeds a zero code: the
+  same network as an ordinary denoiser, the control arm.
 * :class:`DenoisingRepresentationLoss` — EDM's weighted denoising loss at one ``sigma`` or at
   ``sigma`` drawn log-uniformly from a range.
 * :class:`Autoencoder`, :class:`ReconstructionLoss` — the baseline: the same encoder trained
@@ -32,24 +32,18 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from diffnotes import constants as K
 from diffnotes.methods.edm import edm_weight
-from diffnotes.nets import make_noise_embedding
+from diffnotes.nets import VectorConditionedMLP, check_sizes
 from diffnotes.parameterization import append_dims
 from diffnotes.precond import EDMPrecond
+from diffnotes.theory.numeric import log_uniform_sigma
 
-__all__ = ["Encoder", "CodeConditionedMLP", "RepresentationDenoiser",
+__all__ = ["Encoder", "RepresentationDenoiser",
            "DenoisingRepresentationLoss", "Autoencoder", "ReconstructionLoss", "encode",
            "linear_probe", "denoising_mse"]
-
-
-def _check_dims(**dims) -> None:
-    for name, value in dims.items():
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -62,7 +56,7 @@ class Encoder(nn.Module):
 
     def __init__(self, dim: int = 64, code_dim: int = 8, hidden: int = 256):
         super().__init__()
-        _check_dims(dim=dim, code_dim=code_dim, hidden=hidden)
+        check_sizes(dim=dim, code_dim=code_dim, hidden=hidden)
         self.dim, self.code_dim = dim, code_dim
         self.net = _mlp(dim, hidden, code_dim)
 
@@ -73,52 +67,15 @@ class Encoder(nn.Module):
         return self.net(flat)
 
 
-class CodeConditionedMLP(nn.Module):
-    """Backbone ``F(x_in, c_noise, code)`` for flattened images: the input layer reads the
-    pixels, the code and the noise embedding side by side; residual blocks follow; the output
-    layer starts at zero (so the untrained denoiser is ``c_skip x``, as in ``nets.MLP``)."""
-
-    def __init__(self, dim: int = 64, code_dim: int = 8, hidden: int = 256, depth: int = 3,
-                 emb_dim: int = 64):
-        super().__init__()
-        _check_dims(dim=dim, code_dim=code_dim, hidden=hidden, depth=depth, emb_dim=emb_dim)
-        self.dim, self.code_dim = dim, code_dim
-        self.noise_embed = make_noise_embedding("sinusoidal", emb_dim)
-        self.inp = nn.Linear(dim + code_dim + emb_dim, hidden)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                                  nn.Linear(hidden, hidden)) for _ in range(depth))
-        self.out = nn.Linear(hidden, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        n = x_in.shape[0]
-        flat = x_in.reshape(n, -1)
-        if flat.shape[1] != self.dim:
-            raise ValueError(f"CodeConditionedMLP expects {self.dim} values per image, "
-                             f"got {flat.shape[1]}")
-        code = class_labels
-        if code is None:
-            code = flat.new_zeros(n, self.code_dim)
-        if code.shape != (n, self.code_dim):
-            raise ValueError(f"code must have shape ({n}, {self.code_dim}), got {tuple(code.shape)}")
-        emb = self.noise_embed(c_noise.reshape(-1).expand(n)).to(flat.dtype)
-        h = self.inp(torch.cat([flat, code.to(flat.dtype), emb], dim=1))
-        for block in self.blocks:
-            h = h + block(h)
-        return self.out(F.silu(h)).reshape(x_in.shape)
-
-
 class RepresentationDenoiser(nn.Module):
-    """``D(x; sigma, E(x0))``: EDM preconditioning around :class:`CodeConditionedMLP`, with the
+    """``D(x; sigma, E(x0))``: EDM preconditioning around ``nets.VectorConditionedMLP``, with the
     code computed by :class:`Encoder` from the clean image (or given, or zero)."""
 
     def __init__(self, dim: int = 64, code_dim: int = 8, hidden: int = 256, depth: int = 3,
                  sigma_data: float = K.EDM_SIGMA_DATA):
         super().__init__()
         self.encoder = Encoder(dim, code_dim, hidden)
-        self.denoiser = EDMPrecond(CodeConditionedMLP(dim, code_dim, hidden, depth),
+        self.denoiser = EDMPrecond(VectorConditionedMLP(dim, code_dim, hidden, depth),
                                    sigma_data=sigma_data)
 
     def forward(self, x: torch.Tensor, sigma, x0: torch.Tensor | None = None,
@@ -163,9 +120,7 @@ class DenoisingRepresentationLoss:
     def draw_sigma(self, n: int, like: torch.Tensor) -> torch.Tensor:
         if self.sigma is not None:
             return torch.full((n,), float(self.sigma), dtype=like.dtype, device=like.device)
-        lo, hi = (math.log(s) for s in self.sigma_range)
-        u = torch.rand(n, dtype=like.dtype, device=like.device)
-        return torch.exp(lo + (hi - lo) * u)
+        return log_uniform_sigma(torch.rand(n, dtype=like.dtype, device=like.device), *self.sigma_range)
 
     def __call__(self, model: RepresentationDenoiser, x0: torch.Tensor,
                  class_labels=None) -> torch.Tensor:

@@ -11,11 +11,16 @@ through the functions here, which lambdify an expression once per process and pa
 * :func:`sigma_steps` — Table 1's N sampling noise levels as a float64 tensor;
 * :func:`chain_schedule` — a discrete chain's per-step schedule at i = 1..N: beta_i (DDPM,
   iDDPM) or sigma_i (SMLD's ladder);
-* :func:`vp_sigma` / :func:`vp_sigma_inv` — the VP noise level and its inverse.
+* :func:`vp_sigma` / :func:`vp_sigma_inv` — the VP noise level and its inverse;
+* :func:`log_uniform_sigma` — the log-uniform training draw of the VE column,
+  ln sigma ~ U(ln sigma_min, ln sigma_max), as one PyTorch line of a uniform draw u, which every
+  loss with that draw calls (``tests/test_methods_edm.py`` proves it equal to the column's
+  ``train_sigma``).
 
 Where the engine keeps a PyTorch twin instead (EDM's four preconditioning lines, the karras
-schedule, the EDM and VE losses' draws), ``tests/test_numeric.py`` and ``tests/test_precond.py``
-prove the twin equal to these functions at random points. SymPy is imported on first use only.
+schedule, the EDM loss's draw, :func:`log_uniform_sigma`), ``tests/test_numeric.py``,
+``tests/test_precond.py`` and ``tests/test_methods_edm.py`` prove the twin equal to these
+functions at random points. SymPy is imported on first use only.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import torch
 
 from .. import constants as K
 
-__all__ = ["process", "table1", "sigma_steps", "chain_schedule", "vp_sigma", "vp_sigma_inv", "TABLE1_COEFFICIENTS"]
+__all__ = ["process", "table1", "sigma_steps", "chain_schedule", "vp_sigma", "vp_sigma_inv", "log_uniform_sigma",
+           "TABLE1_COEFFICIENTS"]
 
 TABLE1_COEFFICIENTS = ("c_skip", "c_out", "c_in", "c_noise", "loss_weight")
 
@@ -132,3 +138,9 @@ def vp_sigma(t, *, beta_d: float = K.VP_BETA_D, beta_min: float = K.VP_BETA_MIN)
 def vp_sigma_inv(sigma, *, beta_d: float = K.VP_BETA_D, beta_min: float = K.VP_BETA_MIN) -> torch.Tensor:
     """The VP time t with ``vp_sigma(t) = sigma`` (the theory's closed form)."""
     return process("vp", beta_d=beta_d, beta_min=beta_min).sigma_inv(_time_tensor(sigma))
+
+
+def log_uniform_sigma(u, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """sigma = sigma_min (sigma_max / sigma_min)^u: ln sigma uniform on [ln sigma_min, ln sigma_max]
+    for u ~ U(0, 1) (the VE column's training draw, EDM Table 1), in the dtype of ``u``."""
+    return sigma_min * (sigma_max / sigma_min) ** u
