@@ -49,3 +49,21 @@ def test_notes_corrections_table():
     assert table.startswith("| field | the notes said | correction |")
     assert "2.94" in table  # the notes' FID column held iDDPM's bits/dim
     assert "no correction" in notes_corrections("hyvarinen2005estimation").data
+
+
+def test_claim_value_reads_the_stored_record():
+    from diffnotes import results as R
+    from diffnotes.book import claim_value
+    from diffnotes.claims import judge_all
+
+    rec, judged = next((r, js) for r, js in judge_all() if r["key"] == "vincent2011connection")
+    j = judged[1]
+    values = j.stored["values"][j.decl.arms[0]]
+    mean, low, high = R.t_interval(values)
+    assert claim_value(rec["key"], j.decl.id, j.decl.arms[0]) == f"{mean:.3g}"
+    assert claim_value(rec["key"], j.decl.id, j.decl.arms[0], interval=True) == \
+        f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+    with pytest.raises(ValueError, match="has no claim"):
+        claim_value(rec["key"], "no-such-claim", "x")
+    with pytest.raises(ValueError, match="no arm"):
+        claim_value(rec["key"], j.decl.id, "no-such-arm")

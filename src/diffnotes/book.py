@@ -159,3 +159,41 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
         ax.axis("off")
     fig.tight_layout()
     return book_figure(fig)
+
+
+def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
+                interval: bool = False, digits: int = 3, root=None) -> str:
+    """A lab's recorded number for a chapter's text (glue it; never type it).
+
+    The mean over seeds of ``arm`` in claim ``claim_id`` of lab ``key`` (a ratio claim's ratio
+    when ``arm`` is None; a curve claim's value at the sweep setting ``at``), to ``digits``
+    significant digits, followed by its 95% t-interval when ``interval`` is true.
+    """
+    from . import results as R
+    from .claims import judge_all
+
+    judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
+    if judged is None:
+        raise ValueError(f"no stored record for lab {key!r}")
+    j = next((j for j in judged if j.decl.id == claim_id), None)
+    if j is None:
+        raise ValueError(f"lab {key!r} has no claim {claim_id!r}; it has "
+                         f"{', '.join(x.decl.id for x in judged)}")
+    d = j.decl
+    name = arm if arm is not None else ("ratio" if d.kind == "ratio" else None)
+    if name is None:
+        raise ValueError(f"{key}/{claim_id}: name the arm, one of {', '.join(d.arms)}")
+    if d.kind == "curve":
+        points = j.stored.get("points", [])
+        point = next((p for p in points if at is not None and p[d.over] == at), None)
+        if point is None:
+            raise ValueError(f"{key}/{claim_id}: give at= one of the {d.over} values "
+                             f"{[p[d.over] for p in points]}")
+        values = point.get(name)
+    else:
+        values = j.stored.get("values", {}).get(name)
+    if not values:
+        raise ValueError(f"{key}/{claim_id}: no arm {name!r}; arms: {', '.join(d.arms)}")
+    mean, low, high = R.t_interval(values) if len(values) > 1 else (values[0],) * 3
+    text = f"{mean:.{digits}g}"
+    return text + (f" [{low:.{digits}g}, {high:.{digits}g}]" if interval else "")
