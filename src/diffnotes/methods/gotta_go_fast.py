@@ -48,7 +48,7 @@ import torch
 from diffnotes import constants as K
 from diffnotes.parameterization import append_dims, denoiser_to_score
 
-from .score_sde import EPS_SAMPLE, get_sde
+from .score_sde import EPS_SAMPLE, get_sde, reverse_drift
 
 __all__ = ["NORMS", "AdaptiveStats", "CountingDenoiser",
            "mixed_tolerance", "scaled_error", "next_step_size", "adaptive_sample", "sra1_sample",
@@ -131,7 +131,7 @@ def _increment(denoiser, proc, y: torch.Tensor, t: torch.Tensor, h: torch.Tensor
     scale, sigma = proc.scale(t), proc.sigma(t)
     denoised = denoiser(y / append_dims(scale, y), sigma.to(y.dtype)).to(y.dtype)
     score = denoiser_to_score(denoised, y, sigma, scale)
-    drift = append_dims(proc.f(t), y) * y - append_dims(proc.g(t) ** 2, y) * score
+    drift = reverse_drift(y, score, proc.f(t), proc.g(t))
     return -append_dims(h, y) * drift + append_dims(proc.g(t) * h.sqrt(), y) * z
 
 

@@ -16,6 +16,9 @@ of Score SDE eq. 29-31 live in one place. What this module adds:
   sigma (EDM's coordinates, where the probability-flow ODE of every SDE is the same ODE).
 * :func:`prior_sample` — x(1) from each SDE's prior (VE: N(0, sigma_max^2 I); VP and sub-VP:
   N(0, I) in the process's own coordinates), expressed in EDM coordinates.
+* :func:`reverse_drift` — the reverse-time SDE's drift f(t) x - g(t)^2 grad log p_t(x) (Score SDE
+  eq. 6), written once for this module's sampler and the adaptive solver of
+  :mod:`diffnotes.methods.gotta_go_fast`.
 * :func:`reverse_sde_sample` — Euler-Maruyama on the SDE's *own* reverse-time SDE (Score SDE eq. 6,
   dx = [f x - g^2 score] dt + g dw_bar) in the process's own coordinates and time. The engine's
   ``"euler_maruyama"`` solver is the VE form in sigma-time; for VP and sub-VP this function keeps
@@ -34,7 +37,8 @@ from diffnotes import constants as K
 from diffnotes.parameterization import append_dims, denoiser_to_score
 from diffnotes.theory import numeric
 
-__all__ = ["SDES", "get_sde", "ScoreSDELoss", "time_sigmas", "prior_std", "prior_sample", "reverse_sde_sample"]
+__all__ = ["SDES", "get_sde", "ScoreSDELoss", "time_sigmas", "prior_std", "prior_sample", "reverse_drift",
+           "reverse_sde_sample"]
 
 SDES = ("ve", "vp", "subvp")
 EPS_TRAIN = K.VP_EPS_T  # Score SDE: t ~ U(eps, 1) with eps = 1e-5 in training
@@ -107,6 +111,16 @@ def prior_sample(sde: str, shape, generator: torch.Generator | None = None, dtyp
     return torch.randn(shape, generator=generator, dtype=dtype) * prior_std(sde, **params)
 
 
+def reverse_drift(x: torch.Tensor, score: torch.Tensor, f, g) -> torch.Tensor:
+    """f x - g^2 score: the drift of the reverse-time SDE dx = [f x - g^2 grad log p_t(x)] dt + g dw_bar
+    (Score SDE eq. 6), in the process's own coordinates x = x_t.
+
+    ``f`` and ``g`` are the SDE's f(t) and g(t), each a number or a per-sample (N,) tensor; g is
+    squared before it is shaped to broadcast against ``x``.
+    """
+    return append_dims(f, x) * x - append_dims(g**2, x) * score
+
+
 @torch.no_grad()
 def reverse_sde_sample(denoiser, sde: str, x: torch.Tensor, n_steps: int, *, eps: float = EPS_SAMPLE,
                        generator: torch.Generator | None = None, **params) -> torch.Tensor:
@@ -129,7 +143,7 @@ def reverse_sde_sample(denoiser, sde: str, x: torch.Tensor, n_steps: int, *, eps
         s_i, sig_i = float(scale[i]), float(sigma[i])
         denoised = denoiser(y / s_i, y.new_full((y.shape[0],), sig_i))
         score = denoiser_to_score(denoised, y, sig_i, s_i)  # grad log p_t(x_t), Tweedie with a scale
-        drift = float(f[i]) * y - float(g[i]) ** 2 * score  # reverse-time drift, eq. 6
+        drift = reverse_drift(y, score, float(f[i]), float(g[i]))
         noise = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
         y = y - drift * dt + float(g[i]) * math.sqrt(dt) * noise  # one step backwards in time
     s_last = float(scale[-1])
