@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from diffnotes import guidance as G
+from diffnotes.methods import guidance as G
 from diffnotes.data import gmm_ring
 from diffnotes.methods.edm import EDMLoss
 from diffnotes.nets import UNet
@@ -214,3 +214,29 @@ def test_ancestral_guidance_ratio_of_adm_algorithms():
     assert bool((small <= large + 1e-12).all())
     with pytest.raises(ValueError, match="variance must be 'small' or 'large'"):
         G.ancestral_guidance_ratio(variance="learned")
+
+
+def test_the_guidance_denoiser_and_its_recipes_are_unchanged(monkeypatch):
+    # issue 24: the builder renamed (it was guidance.digits_denoiser) and the two recipes moved to
+    # diffnotes.recipes; state-dict hashes on seed 0 recorded before the move
+    import hashlib
+    import inspect
+
+    from diffnotes import constants as K
+    from diffnotes import recipes
+
+    def state_hash(module):
+        h = hashlib.sha256()
+        for name, value in module.state_dict().items():
+            h.update(name.encode())
+            h.update(value.detach().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    for scale_shift, digest in ((True, "572252f5cddc8dc0"), (False, "810b98c6ffc93d6d")):
+        torch.manual_seed(0)
+        assert state_hash(G.class_conditional_digits_denoiser(scale_shift, 16)) == digest
+    default = inspect.signature(recipes.fit_digits_denoiser).parameters["p_uncond"].default
+    assert default == K.CFG_P_UNCOND == 0.2
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    for result in (recipes.fit_digits_denoiser(0, 10, ch=8), recipes.fit_noisy_classifier(0, 10, width=8)):
+        assert result.steps_run == 0 and result.capped

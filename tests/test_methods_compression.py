@@ -8,7 +8,7 @@ import torch
 
 from diffnotes.chain import DiscreteSchedule, prior_kl
 from diffnotes.methods.compression import (ESCAPE_BITS, compress, dct_codec,
-                                           digits_denoiser, plan_groups, step_gaussians)
+                                           mlp_digits_denoiser, plan_groups, step_gaussians)
 from diffnotes.methods.ddpm import vlb_terms
 from diffnotes.metrics import psnr
 from diffnotes.theory.proofs import compression_proofs as C, get_proof
@@ -32,7 +32,7 @@ def test_the_rate_is_the_bound_term_by_term():
     """The ideal compressor's expected message k equals L_{t-1} (and message 0 is L_T): the
     KL of each step agrees with ddpm.vlb_terms on the same x_t, averaged over many draws."""
     torch.manual_seed(0)
-    model = digits_denoiser(hidden=32)
+    model = mlp_digits_denoiser(hidden=32)
     torch.nn.init.normal_(model.backbone.mlp.out.weight, std=0.05)
     x0 = _images(1).expand(400, 1, 8, 8).contiguous()
     out = compress(model, x0, SCHEDULE, [1], generator=torch.Generator().manual_seed(1))
@@ -65,7 +65,7 @@ def _plan_for(model, x0, target=6.0):
 
 def test_real_messages_deliver_the_senders_sample_and_cost_about_the_kl():
     torch.manual_seed(0)
-    model = digits_denoiser(hidden=32)
+    model = mlp_digits_denoiser(hidden=32)
     torch.nn.init.normal_(model.backbone.mlp.out.weight, std=0.02)
     x0 = _images(2)
     plan = _plan_for(model, _images(16, seed=1))
@@ -85,7 +85,7 @@ def test_a_coder_that_ignores_q_is_caught():
     """The notebook's DIFFNOTES_BROKEN control: the prior coder sends draws of p; with an
     oracle model p equals q at every step but the first, so use a weak model instead."""
     torch.manual_seed(0)
-    model = digits_denoiser(hidden=32)  # untrained: p knows nothing about x0
+    model = mlp_digits_denoiser(hidden=32)  # untrained: p knows nothing about x0
     x0 = _images(2)
     plan = _plan_for(model, _images(16, seed=1))
     good = compress(model, x0, SCHEDULE, [1], method="pfr", plan=plan, seed=3)
@@ -145,7 +145,7 @@ def test_fixed_budgets_send_exactly_the_planned_bits():
     the image, and a trained-enough model's reconstruction survives it."""
     from diffnotes.methods.compression import group_budgets
     torch.manual_seed(0)
-    model = digits_denoiser(hidden=32)
+    model = mlp_digits_denoiser(hidden=32)
     torch.nn.init.normal_(model.backbone.mlp.out.weight, std=0.02)
     train = _images(16, seed=1)
     ideal = compress(model, train, SCHEDULE, [1], generator=torch.Generator().manual_seed(0))

@@ -9,7 +9,8 @@ import torch
 
 from diffnotes import degradations
 from diffnotes.methods.ilvr import (ProjectionRefine, block_lowpass, diversity, get_lowpass,
-                                    ilvr_sample, lowpass_psnr, train_unconditional)
+                                    ilvr_sample, lowpass_psnr)
+from diffnotes.recipes import train_unconditional
 from diffnotes.sampling import sample, sigma_schedule
 
 V = 0.25

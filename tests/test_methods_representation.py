@@ -4,10 +4,11 @@ input, and the proof that conditioning lowers the loss by the information the co
 import pytest
 import torch
 
-from diffnotes.methods.representation import (Autoencoder, CodeConditionedMLP,
+from diffnotes.methods.representation import (Autoencoder,
                                                DenoisingRepresentationLoss, Encoder,
                                                ReconstructionLoss, RepresentationDenoiser,
                                                denoising_mse, encode, linear_probe)
+from diffnotes.nets import VectorConditionedMLP
 from diffnotes.theory.proofs import compression_proofs as C, get_proof
 from diffnotes.train import fit
 
@@ -50,8 +51,8 @@ def test_bad_input_gives_one_clear_line():
         Encoder(code_dim=0)
     with pytest.raises(ValueError, match="expects 64 values"):
         Encoder()(torch.zeros(2, 10))
-    with pytest.raises(ValueError, match="code must have shape"):
-        CodeConditionedMLP(code_dim=4)(torch.zeros(2, 64), torch.zeros(2), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="the condition must have shape"):
+        VectorConditionedMLP(cond_dim=4)(torch.zeros(2, 64), torch.zeros(2), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="3 train features but 2 labels"):
         linear_probe(torch.zeros(3, 2), torch.zeros(2), torch.zeros(2, 2), torch.zeros(2))
 

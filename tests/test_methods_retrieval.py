@@ -1,11 +1,11 @@
 """Retrieval-augmented diffusion (``diffnotes.methods.retrieval``), the shared embedding-conditioned
-denoiser (``diffnotes.embedding``) and the proof ``retrieval_posterior``."""
+denoiser (``diffnotes.methods.embedding``) and the proof ``retrieval_posterior``."""
 
 import pytest
 import sympy
 import torch
 
-from diffnotes.embedding import conditioned_loss, embedding_denoiser, sample_conditioned
+from diffnotes.methods.embedding import conditioned_loss, embedding_denoiser, sample_conditioned
 from diffnotes.methods.edm import EDMLoss
 from diffnotes.methods.retrieval import (Database, RetrievalBatches, label_distribution,
                                          sample_from_database, total_variation)

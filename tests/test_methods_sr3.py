@@ -8,8 +8,9 @@ from diffnotes.degradations import downsample, lowpass, upsample
 from diffnotes.methods.sr3 import (ConcatBackbone, DetailKernel, Regressor, denoising_error,
                                    detail, detail_statistics, pearson, regression_loss,
                                    sample_spread, scaled_edm, sr3_denoiser, sr_metrics, sr_pairs,
-                                   sr_unet, super_resolve)
+                                   super_resolve)
 from diffnotes.metrics import high_frequency_energy
+from diffnotes.presets import small_unet
 from diffnotes.nets import count_parameters
 from diffnotes.theory.proofs.superres_proofs import conditional_score_check, sample_error_check
 from diffnotes.train import fit
@@ -18,6 +19,11 @@ from diffnotes.train import fit
 @pytest.fixture(scope="module")
 def patches():
     return load_patches("test", 16, n=16)
+
+
+def _sr_unet(resolution):
+    """SR3's U-Net (6 channels in: noisy image and y_up; 3 out), as ``sr3_denoiser`` builds it."""
+    return small_unet(resolution, 6, out_channels=3)
 
 
 def test_the_condition_is_concatenated_and_changes_the_output(patches):
@@ -43,7 +49,7 @@ def test_bad_condition_gives_one_clear_line(patches):
 
 
 def test_regressor_has_the_same_network_as_sr3():
-    assert count_parameters(Regressor(ConcatBackbone(sr_unet(16)))) == count_parameters(sr3_denoiser(16))
+    assert count_parameters(Regressor(ConcatBackbone(_sr_unet(16)))) == count_parameters(sr3_denoiser(16))
 
 
 def test_pairs_and_sampler_shapes(patches):
@@ -85,11 +91,11 @@ def test_training_lowers_both_losses():
     data = sr_pairs(hr, 4)
     test_hr = load_patches("test", 16, n=32)
     _, y_test = sr_pairs(test_hr, 4)
-    reg = fit(Regressor(ConcatBackbone(sr_unet(16))), regression_loss, data, 60, lr=3e-3,
+    reg = fit(Regressor(ConcatBackbone(_sr_unet(16))), regression_loss, data, 60, lr=3e-3,
               batch_size=16, device="cpu", progress=False, seed=0)
     with torch.no_grad():
         trained = regression_loss(reg.model_ema, test_hr, y_test).mean()
-        untrained = regression_loss(Regressor(ConcatBackbone(sr_unet(16))), test_hr, y_test).mean()
+        untrained = regression_loss(Regressor(ConcatBackbone(_sr_unet(16))), test_hr, y_test).mean()
     assert trained < 0.5 * untrained
     sd = (data[0] - data[1]).std().item()
     loss, _, _ = scaled_edm(sd)

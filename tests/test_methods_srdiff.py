@@ -7,9 +7,9 @@ from diffnotes.data.patches import load_patches
 from diffnotes.degradations import downsample, upsample
 from diffnotes.methods.edm import EDMLoss
 from diffnotes.methods.sr3 import MeanShift, sr3_denoiser, super_resolve
-from diffnotes.methods.srdiff import (LREncoder, fit_in_stages, residual_std, srdiff_denoiser,
-                                     srdiff_pairs)
+from diffnotes.methods.srdiff import LREncoder, residual_std, srdiff_denoiser, srdiff_pairs
 from diffnotes.nets import count_parameters
+from diffnotes.recipes import fit_in_stages
 from diffnotes.theory.proofs.superres_proofs import residual_shift_check
 
 

@@ -10,7 +10,7 @@ from diffnotes.methods.edm import EDMLoss
 from diffnotes.methods.unclip import (InfoNCELoss, ToyCLIP, caption_accuracy, caption_text,
                                       caption_tokens, embed_captions, embed_images, ink,
                                       ink_thresholds, prior_denoiser, stroke_labels)
-from diffnotes.embedding import sample_conditioned
+from diffnotes.methods.embedding import sample_conditioned
 from diffnotes.theory.proofs.embedding_proofs import unclip_two_stage_check
 from diffnotes.train import fit
 

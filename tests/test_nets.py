@@ -133,3 +133,53 @@ def test_fourier_embedding_is_saved_and_seeded():
     assert "freqs" in a.state_dict()  # random features travel with the checkpoint
     out = a(torch.tensor([0.0, 0.25]))
     torch.testing.assert_close(out.square()[:, :8] + out.square()[:, 8:], torch.ones(2, 8))
+
+
+# -- the backbones gathered here from method modules (issue 24): same layers, same initial weights
+# Hashes of the state dicts (names and float32 bytes) recorded with the pre-move builders
+# (compression.FlatMLP, score_matching.ScoreNet, representation.CodeConditionedMLP) on seed 0.
+
+
+def _state_hash(module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_moved_backbones_build_the_recorded_weights():
+    from diffnotes.methods.compression import mlp_digits_denoiser
+    from diffnotes.methods.embedding import embedding_denoiser
+    from diffnotes.methods.representation import RepresentationDenoiser
+    from diffnotes.methods.score_matching import score_mlp
+
+    recorded = {
+        "compression": (lambda: mlp_digits_denoiser(hidden=32), "7c24688d98a4c7fe"),
+        "embedding": (lambda: embedding_denoiser(64, 5, hidden=32, depth=2), "656c3d5f3e52acef"),
+        "representation": (lambda: RepresentationDenoiser(64, 4, 32, 2), "d2dba3c3ed42ae93"),
+        "score_mlp": (lambda: score_mlp(2, hidden=16), "9d8a89a5f866b399"),
+    }
+    for name, (build, digest) in recorded.items():
+        torch.manual_seed(0)
+        assert _state_hash(build()) == digest, name
+
+
+def test_flat_and_vector_conditioned_mlps_keep_shapes_and_refuse_bad_conditions():
+    from diffnotes.nets import FlatMLP, ScoreNet, VectorConditionedMLP
+
+    x = torch.randn(3, 1, 8, 8)
+    assert FlatMLP(64, 16, 1)(x, torch.zeros(3)).shape == x.shape
+    net = VectorConditionedMLP(64, 4, 16, 1)
+    out = net(x, torch.zeros(3))  # no condition: the zero vector
+    assert out.shape == x.shape and torch.equal(out, torch.zeros_like(x))  # zero-initialised output
+    assert torch.equal(net(x, torch.zeros(3), torch.zeros(3, 4)), out)
+    with pytest.raises(ValueError, match="the condition must have shape"):
+        net(x, torch.zeros(3), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="cond_dim must be a positive integer"):
+        VectorConditionedMLP(cond_dim=0)
+    score = ScoreNet(MLP(dim=2, hidden=8, depth=1), c_noise=0.5)
+    pts = torch.randn(4, 2)
+    assert torch.equal(score(pts), score.backbone(pts, torch.full((4,), 0.5)))

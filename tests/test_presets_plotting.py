@@ -88,3 +88,54 @@ def test_save_samples_writes_points_and_images(tmp_path):
     with pytest.raises(ValueError, match="cannot draw samples of shape"):
         plotting.save_samples(torch.randn(4, 3), tmp_path / "x.png", "bad")
     assert not (tmp_path / "x.png").exists()
+
+
+# -- the one small-U-Net builder (issue 24): the three former factories, same configs and weights
+
+
+def _state_hash(module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_small_unet_builds_what_the_three_former_factories_built():
+    # state-dict hashes on seed 0, recorded with ilvr.small_unet(1, 8, 16), sr3.sr_unet(16),
+    # sr3_denoiser(16, residual=True) and srdiff_denoiser(16, 4, 0.1) before they were merged
+    from diffnotes.methods.sr3 import sr3_denoiser
+    from diffnotes.methods.srdiff import srdiff_denoiser
+
+    recorded = {
+        "ilvr": (lambda: presets.small_unet(8, 1, ch=16), "448b59385354e8c1"),
+        "sr3 unet": (lambda: presets.small_unet(16, 6, out_channels=3), "cd3f2359f93ecbfc"),
+        "sr3": (lambda: sr3_denoiser(16, residual=True), "4d115581bc5b2598"),
+        "srdiff": (lambda: srdiff_denoiser(16, 4, 0.1), "4ca55df87f13131b"),
+    }
+    for name, (build, digest) in recorded.items():
+        torch.manual_seed(0)
+        assert _state_hash(build()) == digest, name
+
+
+def test_profile_configs_are_the_recorded_ones():
+    # the configs python -m diffnotes train stores in its checkpoints, recorded before the change
+    unet = {"kind": "unet", "kwargs": {"img_resolution": 32, "ch_mult": [1, 2, 2], "dropout": 0.1,
+                                       "groups": 8}}
+    expect = {("mnist", "quick"): dict(in_channels=1, ch=16, num_res_blocks=1, attn_resolutions=[8]),
+              ("cifar10", "full"): dict(in_channels=3, ch=32, num_res_blocks=1, attn_resolutions=[16]),
+              ("digits", "gpu"): dict(in_channels=1, ch=64, num_res_blocks=2, attn_resolutions=[16])}
+    for (data, profile), kwargs in expect.items():
+        config = presets.net_config(data, get_profile(profile))
+        assert config == {"kind": "unet", "kwargs": {**unet["kwargs"], **kwargs}}, (data, profile)
+    torch.manual_seed(0)
+    full = presets.build_net(presets.net_config("cifar10", get_profile("full")))
+    assert _state_hash(full) == "5dd3c7999544ab44"
+
+
+def test_formulations_are_the_losses_the_cli_trains():
+    from diffnotes.methods.edm import LOSSES
+
+    assert presets.FORMULATIONS == tuple(LOSSES)

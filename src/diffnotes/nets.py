@@ -1,12 +1,21 @@
-"""Backbones: noise embeddings, an MLP for 2-D toys, and a DDPM/ADM-style U-Net.
+"""Backbones: noise embeddings, MLPs, a DDPM/ADM-style U-Net, and a single-level score wrapper.
 
 Every network here is a *backbone* ``F(x_in, c_noise, class_labels=None)``: it knows nothing
 about noise schedules. The wrappers in ``diffnotes.precond`` turn a backbone into a denoiser
 ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)`` (EDM, Karras et al. 2022, eq. 7), so one
 network class serves DDPM, SMLD/VE, iDDPM and EDM chapters alike.
 
-Used in the book by the lab notebooks of every paper chapter (the MLP on the 2-D toys, the
-``UNet.digits()`` preset on sklearn's 8x8 digits) and by ``python -m diffnotes train``.
+* :class:`MLP` -- a residual MLP for 2-D toys (and any vector data), optionally class-conditional;
+* :class:`FlatMLP` -- :class:`MLP` on images: flatten, run, restore the shape;
+* :class:`VectorConditionedMLP` -- a residual MLP on flattened data whose condition is a real
+  vector read beside the input (retrieved neighbours, CLIP-style embeddings, a learned code);
+* :class:`UNet` -- the DDPM/ADM U-Net (its paper presets ``UNet.ddpm_cifar10`` and
+  ``UNet.digits``; the labs' small configurations are built by ``diffnotes.presets.small_unet``);
+* :class:`ScoreNet` -- one noise level, no conditioning: a backbone as a score model ``s(x)``.
+
+Every paper module builds its networks from these (``diffnotes.presets`` holds the builders
+that several modules share), so a backbone is written once. Used in the book by the lab
+notebooks of every paper chapter and by ``python -m diffnotes train``.
 """
 
 from __future__ import annotations
@@ -23,14 +32,25 @@ __all__ = [
     "FourierEmbedding",
     "make_noise_embedding",
     "MLP",
+    "FlatMLP",
+    "VectorConditionedMLP",
     "UNet",
+    "ScoreNet",
     "count_parameters",
+    "check_sizes",
 ]
 
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters (what papers report as the model size)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def check_sizes(**sizes) -> None:
+    """Refuse, in one line, a layer size that is not a positive integer (``dim=0`` names ``dim``)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,6 +194,66 @@ class MLP(nn.Module):
         for fc1, fc2, proj in zip(self.fc1, self.fc2, self.emb_proj):
             h = h + fc2(F.silu(fc1(F.silu(h)) + proj(emb)))
         return self.out(F.silu(h))
+
+
+class FlatMLP(nn.Module):
+    """:class:`MLP` for images: flatten each image to ``dim`` values, run the MLP, restore the shape.
+
+    Unconditional (``class_labels`` is accepted and ignored, as the preconditioners pass it).
+    """
+
+    def __init__(self, dim: int = 64, hidden: int = 256, depth: int = 3):
+        super().__init__()
+        self.mlp = MLP(dim=dim, hidden=hidden, depth=depth)
+
+    def forward(self, x_in, c_noise, class_labels=None):
+        return self.mlp(x_in.reshape(x_in.shape[0], -1), c_noise).reshape(x_in.shape)
+
+
+class VectorConditionedMLP(nn.Module):
+    """Backbone ``F(x_in, c_noise, c)`` for flattened data with a real-vector condition ``c``.
+
+    The input layer reads the flattened ``x_in`` (``dim`` values), the condition (``cond_dim``
+    values, passed in the ``class_labels`` slot so that ``diffnotes.precond`` wraps it
+    unchanged) and the sinusoidal embedding of ``c_noise`` side by side; ``depth`` residual
+    blocks ``h <- h + W2 silu(W1 silu(h))`` follow; the output layer starts at zero, so the
+    untrained denoiser is ``c_skip x`` (as with :class:`MLP`). A missing condition is the zero
+    vector: the unconditional input. Used for retrieval-augmented diffusion's and unCLIP's
+    decoders (``diffnotes.methods.embedding``) and for the representation-learning denoiser
+    (``diffnotes.methods.representation``, whose condition is an encoder's code).
+    """
+
+    def __init__(self, dim: int = 64, cond_dim: int = 8, hidden: int = 256, depth: int = 3,
+                 emb_dim: int = 64):
+        super().__init__()
+        check_sizes(dim=dim, cond_dim=cond_dim, hidden=hidden, depth=depth, emb_dim=emb_dim)
+        self.dim, self.cond_dim = dim, cond_dim
+        self.noise_embed = make_noise_embedding("sinusoidal", emb_dim)
+        self.inp = nn.Linear(dim + cond_dim + emb_dim, hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden)) for _ in range(depth))
+        self.out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        n = x_in.shape[0]
+        flat = x_in.reshape(n, -1)
+        if flat.shape[1] != self.dim:
+            raise ValueError(f"VectorConditionedMLP expects {self.dim} values per sample, "
+                             f"got {flat.shape[1]}")
+        cond = class_labels
+        if cond is None:
+            cond = flat.new_zeros(n, self.cond_dim)
+        if cond.shape != (n, self.cond_dim):
+            raise ValueError(f"the condition must have shape ({n}, {self.cond_dim}), "
+                             f"got {tuple(cond.shape)}")
+        emb = self.noise_embed(c_noise.reshape(-1).expand(n)).to(flat.dtype)
+        h = self.inp(torch.cat([flat, cond.to(flat.dtype), emb], dim=1))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(F.silu(h)).reshape(x_in.shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,3 +491,28 @@ class UNet(nn.Module):
         for block in blocks:
             h = block(h, emb) if isinstance(block, ResBlock) else block(h)
         return h
+
+
+# ----------------------------------------------------------------------------------------------
+# One noise level: a backbone as a score model
+# ----------------------------------------------------------------------------------------------
+
+
+class ScoreNet(nn.Module):
+    """A single-level score model ``s(x)`` from any backbone of this module.
+
+    The backbone's signature is ``backbone(x_in, c_noise, class_labels=None)``; here there is one
+    noise level (none, for exact and sliced score matching), so ``c_noise`` is a constant. The
+    backbone must be twice differentiable in ``x`` (:class:`MLP` uses SiLU): exact and sliced
+    score matching differentiate its Jacobian with respect to the weights
+    (``diffnotes.methods.score_matching``, whose ``score_mlp`` builds the notebooks' model).
+    """
+
+    def __init__(self, backbone: nn.Module, c_noise: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.c_noise = float(c_noise)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_noise = torch.full((x.shape[0],), self.c_noise, dtype=x.dtype, device=x.device)
+        return self.backbone(x, c_noise)

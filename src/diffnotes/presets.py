@@ -6,6 +6,12 @@ size. A *model config* is the plain dictionary ``{"net": {"kind", "kwargs"}, "pr
 "kwargs"}}`` stored in every checkpoint that ``python -m diffnotes train`` writes, so that
 ``build_model(config)`` rebuilds the same denoiser D(x; sigma) when sampling.
 
+The one builder of the labs' small U-Nets is here as well: ``small_unet_config`` (the plain
+``nets.UNet`` keyword arguments a checkpoint stores) and ``small_unet`` (the network), used by
+``net_config`` below and by the ILVR / CCDF, SR3 and SRDiff modules and recipes. The networks
+themselves live in ``diffnotes.nets``; this module only chooses their sizes, and it imports no
+paper module (``diffnotes.methods`` builds on it, ``diffnotes.recipes`` trains what it builds).
+
 The toy-mixture setup that several notebooks train on (an 8-component ring, an MLP, the same
 optimiser settings) is here too: ``toy_mixture`` and ``toy_fit_options``.
 """
@@ -18,9 +24,13 @@ TOY_DATA = {"gmm": "gmm_ring", "swissroll": "swiss_roll", "moons": "moons",
             "checkerboard": "checkerboard"}
 IMAGE_DATA = ("digits", "mnist", "cifar10")
 DATASETS = tuple(TOY_DATA) + IMAGE_DATA
+# EDM Table 1's columns that ``python -m diffnotes train`` trains: the keys of
+# ``diffnotes.methods.edm.LOSSES`` (a test keeps them equal; presets imports no paper module)
+FORMULATIONS = ("edm", "vp", "ve")
 
-__all__ = ["TOY_DATA", "IMAGE_DATA", "DATASETS", "train_budget", "image_size", "net_config", "build_net",
-           "build_model", "model_config", "toy_mixture", "toy_steps", "toy_fit_options"]
+__all__ = ["TOY_DATA", "IMAGE_DATA", "DATASETS", "FORMULATIONS", "train_budget", "image_size", "small_unet_config",
+           "small_unet", "net_config", "build_net", "build_model", "model_config", "toy_mixture",
+           "toy_steps", "toy_fit_options"]
 
 
 def _check_dataset(data: str) -> None:
@@ -58,10 +68,34 @@ def image_size(data: str, profile) -> int | None:
     return 32
 
 
-def _small_unet(profile, channels: int, attn: int) -> dict:
-    return dict(img_resolution=32, in_channels=channels, ch=profile.pick(quick=16, full=32, gpu=64),
-                ch_mult=[1, 2, 2], num_res_blocks=profile.pick(quick=1, full=1, gpu=2),
-                attn_resolutions=[attn], dropout=0.1, groups=8)
+def small_unet_config(resolution: int, in_channels: int, *, out_channels: int | None = None,
+                      ch: int = 16, ch_mult=(1, 2), num_res_blocks: int = 1,
+                      attn_resolutions=(), dropout: float = 0.0) -> dict:
+    """``nets.UNet`` keyword arguments (plain types) of a small U-Net: GroupNorm(8), AdaGN.
+
+    The defaults are the labs' two-level net (widths ``ch`` and ``2 ch``, one block per level,
+    no attention, no dropout); ``out_channels`` defaults to ``in_channels``. A network built
+    from the result is saved and rebuilt by ``build_net`` from ``{"kind": "unet", "kwargs": ...}``.
+    """
+    kwargs = dict(img_resolution=resolution, in_channels=in_channels, ch=ch, ch_mult=list(ch_mult),
+                  num_res_blocks=num_res_blocks, attn_resolutions=list(attn_resolutions),
+                  dropout=dropout, groups=8)
+    if out_channels is not None:
+        kwargs["out_channels"] = out_channels
+    return kwargs
+
+
+def small_unet(resolution: int, in_channels: int, **options):
+    """The small ``nets.UNet`` of :func:`small_unet_config` (same arguments)."""
+    from .nets import UNet
+
+    return UNet(**small_unet_config(resolution, in_channels, **options))
+
+
+def _profile_unet(profile, channels: int, attn: int) -> dict:
+    return small_unet_config(32, channels, ch=profile.pick(quick=16, full=32, gpu=64),
+                             ch_mult=(1, 2, 2), num_res_blocks=profile.pick(quick=1, full=1, gpu=2),
+                             attn_resolutions=(attn,), dropout=0.1)
 
 
 def net_config(data: str, profile) -> dict:
@@ -72,21 +106,19 @@ def net_config(data: str, profile) -> dict:
         return {"kind": "mlp", "kwargs": dict(dim=2, hidden=hidden, depth=3)}
     if data == "digits":
         if profile.name == "gpu":  # upsampled to 32x32 (image_size)
-            return {"kind": "unet", "kwargs": _small_unet(profile, 1, 16)}
+            return {"kind": "unet", "kwargs": _profile_unet(profile, 1, 16)}
         return {"kind": "unet", "kwargs": {"preset": "digits"}}
     if data == "mnist":
-        return {"kind": "unet", "kwargs": _small_unet(profile, 1, 8)}
+        return {"kind": "unet", "kwargs": _profile_unet(profile, 1, 8)}
     if profile.name == "gpu":
         return {"kind": "unet", "kwargs": {"preset": "ddpm_cifar10"}}
-    return {"kind": "unet", "kwargs": _small_unet(profile, 3, 16)}
+    return {"kind": "unet", "kwargs": _profile_unet(profile, 3, 16)}
 
 
 def model_config(method: str, data: str, profile, sigma_data: float) -> dict:
-    """Net and preconditioning for one of EDM Table 1's formulations (edm, vp, ve)."""
-    from .methods.edm import LOSSES
-
-    if method not in LOSSES:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(LOSSES)}")
+    """Net and preconditioning for one of EDM Table 1's formulations (:data:`FORMULATIONS`)."""
+    if method not in FORMULATIONS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(FORMULATIONS)}")
     kwargs = {"sigma_data": sigma_data} if method == "edm" else {}
     return {"net": net_config(data, profile), "precond": {"kind": method, "kwargs": kwargs}}
 

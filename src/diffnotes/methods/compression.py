@@ -8,7 +8,7 @@ receiver who holds another Gaussian, at about their KL in bits. Stopping after t
 gives ``x_s`` costs ``L_T + sum_{t>s} L_{t-1}`` (proof ``diffusion_compression_rate``), and the
 receiver reconstructs ``x0`` as the denoiser's guess ``D(x_s; sigma_s)``.
 
-* :func:`digits_denoiser` — a flattened-MLP denoiser for 8x8 digits (EDM preconditioning).
+* :func:`mlp_digits_denoiser` — a flattened-MLP denoiser for 8x8 digits (EDM preconditioning).
 * :func:`step_gaussians` — the two Gaussians of step t (posterior and model), DDPM coordinates.
 * :func:`plan_groups` — the coding plan both sides agree on before any image is sent: at each
   step, coordinates grouped so that each group carries about ``target_bits`` of KL on average
@@ -28,15 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from diffnotes import coding
 from diffnotes import constants as K
 from diffnotes.chain import DiscreteSchedule, gather, gaussian_kl
-from diffnotes.nets import MLP
+from diffnotes.nets import FlatMLP
 from diffnotes.precond import EDMPrecond
 
-__all__ = ["FlatMLP", "digits_denoiser", "step_gaussians", "plan_groups", "group_budgets",
+__all__ = ["mlp_digits_denoiser", "step_gaussians", "plan_groups", "group_budgets",
            "Compressed",
            "compress", "dct_codec", "LN2"]
 
@@ -45,19 +44,8 @@ ESCAPE_BITS = 64
 """What a coordinate that no channel simulation can afford costs: its value as a float64."""
 
 
-class FlatMLP(nn.Module):
-    """``nets.MLP`` for images: flatten, run the MLP, restore the shape."""
-
-    def __init__(self, dim: int = 64, hidden: int = 256, depth: int = 3):
-        super().__init__()
-        self.mlp = MLP(dim=dim, hidden=hidden, depth=depth)
-
-    def forward(self, x_in, c_noise, class_labels=None):
-        return self.mlp(x_in.reshape(x_in.shape[0], -1), c_noise).reshape(x_in.shape)
-
-
-def digits_denoiser(hidden: int = 256, depth: int = 3) -> EDMPrecond:
-    """D(x; sigma) for 8x8 digits: EDM preconditioning around a flattened MLP."""
+def mlp_digits_denoiser(hidden: int = 256, depth: int = 3) -> EDMPrecond:
+    """D(x; sigma) for 8x8 digits: EDM preconditioning around a flattened MLP (``nets.FlatMLP``)."""
     return EDMPrecond(FlatMLP(64, hidden, depth), sigma_data=K.EDM_SIGMA_DATA)
 
 

@@ -2,15 +2,18 @@
 
 Blattmann et al. 2022 condition a diffusion model on the embeddings of retrieved neighbours;
 Ramesh et al. 2022 condition theirs on a CLIP image embedding, and their diffusion *prior* is a
-denoiser of embeddings conditioned on a text embedding. All three are the same object: a
+denoiser of embeddings conditioned on a text embedding. All three are one kind of object: a
 denoiser ``D(x; sigma, c)`` whose condition ``c`` is a real vector, trained with EDM's loss
 (``diffnotes.methods.edm.EDMLoss``, the condition travelling through the ``class_labels`` slot
-of the loss contract) and sampled with the package's solvers. This module builds it and gives
-the two measurements both chapters make:
+of the loss contract) and sampled with the package's solvers. This module builds the two
+decoders (retrieval's and unCLIP's) and gives the two measurements both chapters make; unCLIP's
+prior is built by ``diffnotes.methods.unclip.prior_denoiser`` around ``nets.MLP``, the text
+embedding entering as a soft class label (the network its lab was run with).
 
 * :func:`embedding_denoiser` — EDM preconditioning around
-  :class:`diffnotes.methods.representation.CodeConditionedMLP` (pixels, condition and noise
-  embedding read side by side); a zero condition is the unconditional input.
+  :class:`diffnotes.nets.VectorConditionedMLP` (pixels, condition and noise embedding read side
+  by side; the same backbone as the representation-learning denoiser of
+  :mod:`diffnotes.methods.representation`); a zero condition is the unconditional input.
 * :func:`sample_conditioned` — Heun's sampler on EDM's noise levels, one condition per sample.
 * :func:`conditioned_loss` — the EDM-weighted denoising loss of held-out data at fixed noise
   levels and fixed noise, so that two models (or two conditions) are compared on the same draws.
@@ -20,12 +23,12 @@ from __future__ import annotations
 
 import torch
 
-from . import constants as K
-from .methods.edm import edm_weight
-from .methods.representation import CodeConditionedMLP
-from .parameterization import append_dims
-from .precond import EDMPrecond
-from .sampling import sample, sigma_schedule
+from .. import constants as K
+from ..nets import VectorConditionedMLP
+from ..parameterization import append_dims
+from ..precond import EDMPrecond
+from ..sampling import sample, sigma_schedule
+from .edm import edm_weight
 
 __all__ = ["embedding_denoiser", "sample_conditioned", "conditioned_loss"]
 
@@ -33,7 +36,7 @@ __all__ = ["embedding_denoiser", "sample_conditioned", "conditioned_loss"]
 def embedding_denoiser(dim: int, cond_dim: int, *, hidden: int = 128, depth: int = 3,
                        sigma_data: float = K.EDM_SIGMA_DATA) -> EDMPrecond:
     """``D(x; sigma, c)`` for flattened data of ``dim`` values and conditions of ``cond_dim``."""
-    return EDMPrecond(CodeConditionedMLP(dim, cond_dim, hidden, depth), sigma_data=sigma_data)
+    return EDMPrecond(VectorConditionedMLP(dim, cond_dim, hidden, depth), sigma_data=sigma_data)
 
 
 def _check_cond(cond: torch.Tensor, n: int | None = None) -> torch.Tensor:

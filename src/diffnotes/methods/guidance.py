@@ -43,16 +43,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import constants as K
-from .parameterization import (denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
+from .. import constants as K
+from ..parameterization import (denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
                                score_to_denoiser)
-from .precond import EDMPrecond
-from .theory.numeric import log_uniform_sigma
+from ..precond import EDMPrecond
+from ..theory.numeric import log_uniform_sigma
 
 __all__ = ["NUM_CLASSES", "NoisyDigitsClassifier", "ClassifierLoss", "LabelDropout", "one_hot",
            "null_labels", "balanced_labels", "classifier_log_prob_grad", "classifier_guided",
-           "classifier_free", "conditioned", "sweep", "classifier_accuracy_at", "digits_denoiser",
-           "fit_digits_denoiser", "fit_noisy_classifier", "TiltGap",
+           "classifier_free", "conditioned", "sweep", "classifier_accuracy_at",
+           "class_conditional_digits_denoiser", "TiltGap",
            "guided_ode_tilt_gap", "ancestral_guidance_ratio"]
 
 NUM_CLASSES = 10  # the ten digits
@@ -259,7 +259,7 @@ def sweep(make_denoiser: Callable[[float], Callable], strengths: Sequence[float]
     ``make_denoiser(strength)`` returns a ``denoiser(x, sigma)``; the shared noise makes the
     strengths a paired comparison (only the guidance differs between them).
     """
-    from .sampling import sample
+    from ..sampling import sample
 
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * float(sigmas[0])
     return {float(s): sample(make_denoiser(s), noise.clone(), sigmas, solver).clamp(-1, 1)
@@ -276,51 +276,21 @@ def classifier_accuracy_at(classifier: nn.Module, images: torch.Tensor, labels: 
 
 
 # ----------------------------------------------------------------------------------------------
-# The two trained parts of the guidance notebooks, one recipe each
+# The guidance notebooks' diffusion model (trained by diffnotes.recipes.fit_digits_denoiser)
 # ----------------------------------------------------------------------------------------------
 
 
-def digits_denoiser(scale_shift: bool = True, ch: int = 16) -> nn.Module:
+def class_conditional_digits_denoiser(scale_shift: bool = True, ch: int = 16) -> nn.Module:
     """A class-conditional digits U-Net under EDM preconditioning: D(x; sigma, one-hot label).
 
     ``scale_shift`` True conditions every residual block by AdaGN (ADM), False by adding the
     embedding (DDPM); everything else, the parameter count included up to the AdaGN projections,
-    is the same.
+    is the same. ``diffnotes.recipes.fit_digits_denoiser`` trains it with label dropout, so the
+    all-zero label (:func:`null_labels`) gives the unconditional model.
     """
-    from .nets import UNet
+    from ..nets import UNet
 
     return EDMPrecond(UNet.digits(ch=ch, num_classes=NUM_CLASSES, scale_shift=scale_shift))
-
-
-def fit_digits_denoiser(seed: int, steps: int, *, scale_shift: bool = True, p_uncond: float = K.CFG_P_UNCOND,
-                        ch: int = 16, batch_size: int = 64, lr: float = 1e-3):
-    """Train :func:`digits_denoiser` on the ``train`` digits with EDM's loss and label dropout.
-
-    One network learns D(x; sigma, y) and, through the null label, D(x; sigma): the conditional
-    model, classifier-free guidance and the unconditional base of classifier guidance all come
-    from it. Returns :class:`diffnotes.train.TrainResult` (use ``model_ema``).
-    """
-    from .data import load_digits
-    from .methods.edm import EDMLoss
-    from .train import fit
-
-    x, y = load_digits("train")
-    torch.manual_seed(seed)  # the network's initialisation
-    return fit(digits_denoiser(scale_shift, ch), LabelDropout(EDMLoss(), p_uncond), (x, y), steps,
-               lr=lr, batch_size=batch_size, ema_halflife=max(steps / 20, 5), warmup=min(50, steps // 4),
-               progress=False, seed=seed)
-
-
-def fit_noisy_classifier(seed: int, steps: int, *, width: int = 32, batch_size: int = 64, lr: float = 2e-3):
-    """Train :class:`NoisyDigitsClassifier` on the ``train`` digits (never the grading classifier's
-    ``classifier`` split, nor the evaluation split) with :class:`ClassifierLoss`."""
-    from .data import load_digits
-    from .train import fit
-
-    x, y = load_digits("train")
-    torch.manual_seed(seed)
-    return fit(NoisyDigitsClassifier(width), ClassifierLoss(), (x, y), steps, lr=lr, batch_size=batch_size,
-               warmup=min(20, steps // 4), weight_decay=0.01, progress=False, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +420,7 @@ def ancestral_guidance_ratio(schedule=None, variance: str = "small") -> torch.Te
     between the two (iDDPM), so its ratio lies between these curves. Returns the ratio for
     t = 1..T (index t - 1); ``schedule`` defaults to DDPM's linear 1,000-step chain.
     """
-    from .chain import DiscreteSchedule
+    from ..chain import DiscreteSchedule
 
     schedule = DiscreteSchedule.linear() if schedule is None else schedule
     alphas, betas = schedule.alphas, schedule.betas

@@ -21,8 +21,10 @@ super-resolution and inpainting (:mod:`diffnotes.methods.ccdf`), so :class:`Proj
 serves both. The refinement runs inside :func:`diffnotes.sampling.sample_ancestral` through its
 ``refine`` hook (DDPM's ancestral step, as in the paper).
 
-Also here: :func:`train_unconditional`, the one unconditional EDM denoiser per seed that the ILVR
-and CCDF labs train and reuse for every experiment, and the two measures of the ILVR lab.
+Also here: the two measures of the ILVR lab (:func:`lowpass_psnr`, :func:`diversity`). The one
+unconditional EDM denoiser per seed that the ILVR and CCDF labs train and reuse for every
+experiment comes from ``diffnotes.recipes.train_unconditional`` (a small U-Net of
+``diffnotes.presets.small_unet``).
 """
 
 from __future__ import annotations
@@ -30,17 +32,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import constants as K
 from .. import degradations
 from ..metrics import psnr
-from ..nets import UNet
-from ..precond import EDMPrecond
 from ..sampling import sample
-from ..train import fit
-from .edm import EDMLoss
 
 __all__ = ["LOWPASS", "block_lowpass", "get_lowpass", "ProjectionRefine", "ilvr_sample",
-           "lowpass_psnr", "diversity", "small_unet", "train_unconditional"]
+           "lowpass_psnr", "diversity"]
 
 
 def block_lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -115,23 +112,3 @@ def diversity(samples: torch.Tensor, groups: int) -> torch.Tensor:
     d2 = torch.cdist(flat, flat) ** 2 / flat.shape[-1]  # (groups, k, k), mean sq. per pixel
     k = flat.shape[1]
     return (d2.sum(dim=(1, 2)) / (k * (k - 1))).sqrt()
-
-
-def small_unet(channels: int, size: int, width: int = 16) -> UNet:
-    """The labs' backbone: two levels (``width``, 2 x ``width``), one block each, no attention."""
-    return UNet(img_resolution=size, in_channels=channels, ch=width, ch_mult=(1, 2),
-                num_res_blocks=1, attn_resolutions=(), dropout=0.0, groups=8)
-
-
-def train_unconditional(images: torch.Tensor, steps: int, *, seed: int = 0, width: int = 16,
-                        batch_size: int = 32, lr: float = 2e-3,
-                        sigma_data: float = K.EDM_SIGMA_DATA):
-    """One unconditional EDM denoiser D(x; sigma) trained on ``images`` through ``train.fit``
-    (so ``DIFFNOTES_TRAIN_STEPS`` caps it); returns the ``TrainResult`` (use ``.model_ema``)."""
-    torch.manual_seed(seed)
-    net = small_unet(images.shape[1], images.shape[-1], width)
-    model = EDMPrecond(net, sigma_data=sigma_data)
-    return fit(model, EDMLoss(sigma_data=sigma_data), images, steps, lr=lr,
-               batch_size=batch_size, ema_halflife=max(steps / 10, 1.0), warmup=min(50, steps),
-               seed=seed, progress=False, device="cpu")
-

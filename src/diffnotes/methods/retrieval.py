@@ -18,7 +18,7 @@ it plays the part of the frozen CLIP image encoder of the paper.
   per image from a list, so one network serves every ``k``; ``retrieval=False`` gives the zero
   condition (the same network without retrieval, the control arm).
 * :func:`sample_from_database` — draw queries from a database, condition on their neighbours,
-  sample (``diffnotes.embedding.sample_conditioned``).
+  sample (``diffnotes.methods.embedding.sample_conditioned``).
 * :func:`label_distribution`, :func:`total_variation` — what the lab compares: the classifier's
   label distribution of samples against the database's.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ..embedding import sample_conditioned
+from .embedding import sample_conditioned
 
 __all__ = ["Database", "RetrievalBatches", "sample_from_database", "label_distribution",
            "total_variation"]

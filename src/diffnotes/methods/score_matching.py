@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from diffnotes.nets import MLP, ScoreNet
 from diffnotes.parameterization import append_dims
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -223,30 +224,8 @@ LOSSES = {"esm": ExactSMLoss, "dsm": DSMLoss, "ssm": SlicedSMLoss}
 # -- a score network and the measure of its error --------------------------------------------
 
 
-class ScoreNet(nn.Module):
-    """A single-level score model ``s(x)`` from any ``diffnotes.nets`` backbone.
-
-    The backbone's signature is ``backbone(x_in, c_noise, class_labels=None)``; here there is one
-    noise level (none, for exact and sliced score matching), so ``c_noise`` is a constant. The
-    backbone must be twice differentiable in ``x`` (``nets.MLP`` uses SiLU): exact and sliced
-    score matching differentiate its Jacobian with respect to the weights. Used by the three
-    score-matching notebooks.
-    """
-
-    def __init__(self, backbone: nn.Module, c_noise: float = 0.0):
-        super().__init__()
-        self.backbone = backbone
-        self.c_noise = float(c_noise)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c_noise = torch.full((x.shape[0],), self.c_noise, dtype=x.dtype, device=x.device)
-        return self.backbone(x, c_noise)
-
-
 def score_mlp(dim: int, hidden: int = 128, depth: int = 2) -> ScoreNet:
-    """``ScoreNet`` around ``diffnotes.nets.MLP`` (residual SiLU MLP), the notebooks' score model."""
-    from ..nets import MLP
-
+    """``nets.ScoreNet`` around ``nets.MLP`` (residual SiLU MLP), the notebooks' score model."""
     return ScoreNet(MLP(dim=dim, hidden=hidden, depth=depth))
 
 

@@ -12,7 +12,8 @@ EDMPrecond`), so the EDM loss, the Heun sampler and every helper of the engine a
   The condition travels through the ``class_labels`` argument that preconditioners and
   ``diffnotes.train.fit`` already pass along (a ``(x0, y_up)`` pair of tensors is a data set fit
   can draw from).
-* :func:`sr3_denoiser` -- ``EDMPrecond(ConcatBackbone(UNet(in_channels=6, out_channels=3)))``.
+* :func:`sr3_denoiser` -- ``EDMPrecond(ConcatBackbone(UNet(in_channels=6, out_channels=3)))``,
+  the U-Net from ``diffnotes.presets.small_unet`` (the labs' one small-U-Net builder).
 * :func:`super_resolve` -- the sampler: ``diffnotes.sampling.sample`` run on ``D(.; ., y_up)``.
 * :class:`Regressor` and :func:`regression_loss` -- the paper's regression baseline: the *same*
   network (same weights' shapes, the noisy-image channels fed zeros and ``c_noise`` fixed) trained
@@ -44,10 +45,11 @@ from ..degradations import downsample, upsample
 from ..metrics import high_frequency_energy, mmd, psnr, ssim
 from ..nets import UNet
 from ..precond import EDMPrecond
+from ..presets import small_unet
 from ..sampling import sample, sigma_schedule
 from .edm import EDMLoss
 
-__all__ = ["ConcatBackbone", "sr_unet", "sr3_denoiser", "sr_pairs", "super_resolve", "Regressor", "MeanShift",
+__all__ = ["ConcatBackbone", "sr3_denoiser", "sr_pairs", "super_resolve", "Regressor", "MeanShift",
            "regression_loss", "sr_metrics", "scaled_edm", "denoising_error", "detail",
            "detail_statistics", "DetailKernel", "sample_spread", "pearson"]
 
@@ -74,21 +76,14 @@ class ConcatBackbone(nn.Module):
         return self.unet(torch.cat([x_in, y.to(x_in.dtype)], dim=1), c_noise)
 
 
-def sr_unet(resolution: int, in_channels: int = 6, out_channels: int = 3, ch: int = 16,
-            ch_mult: Sequence[int] = (1, 2), num_res_blocks: int = 1) -> UNet:
-    """The small U-Net of the super-resolution notebooks (no attention, AdaGN, GroupNorm(8))."""
-    return UNet(img_resolution=resolution, in_channels=in_channels, out_channels=out_channels, ch=ch,
-                ch_mult=ch_mult, num_res_blocks=num_res_blocks, attn_resolutions=(), dropout=0.0,
-                scale_shift=True, groups=8)
-
-
 def sr3_denoiser(resolution: int, *, ch: int = 16, ch_mult: Sequence[int] = (1, 2),
                  sigma_data: float = K.EDM_SIGMA_DATA, residual: bool = False) -> nn.Module:
     """SR3's conditional denoiser ``D(x; sigma, y_up)`` for RGB images of side ``resolution``.
 
     ``residual=True`` wraps it in :class:`MeanShift` around ``y_up`` (pass the residual's
     standard deviation as ``sigma_data`` then)."""
-    inner = EDMPrecond(ConcatBackbone(sr_unet(resolution, ch=ch, ch_mult=ch_mult)), sigma_data=sigma_data)
+    unet = small_unet(resolution, 6, out_channels=3, ch=ch, ch_mult=ch_mult)
+    inner = EDMPrecond(ConcatBackbone(unet), sigma_data=sigma_data)
     return MeanShift(inner) if residual else inner
 
 

@@ -13,15 +13,14 @@ Two changes relative to SR3 (:mod:`diffnotes.methods.sr3`):
   convolutions trained jointly with the denoiser), up-sampled to the output size and
   concatenated with the noisy residual (:class:`EncoderBackbone`).
 
-``fit_in_stages`` trains with checkpoints between stages and evaluates after each, for the
-convergence comparison (PSNR against training steps) of the lab notebook.
+The lab's convergence comparison (PSNR against training steps) trains with
+``diffnotes.recipes.fit_in_stages``; the U-Net is ``diffnotes.presets.small_unet``.
 """
 
 from __future__ import annotations
 
-import tempfile
 from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -29,11 +28,10 @@ from torch import nn
 from ..degradations import downsample, upsample
 from ..nets import UNet
 from ..precond import EDMPrecond
-from ..train import fit
-from .sr3 import MeanShift, sr_unet
+from ..presets import small_unet
+from .sr3 import MeanShift
 
-__all__ = ["LREncoder", "EncoderBackbone", "srdiff_denoiser", "srdiff_pairs", "residual_std",
-           "fit_in_stages"]
+__all__ = ["LREncoder", "EncoderBackbone", "srdiff_denoiser", "srdiff_pairs", "residual_std"]
 
 
 class LREncoder(nn.Module):
@@ -75,7 +73,7 @@ def srdiff_denoiser(resolution: int, factor: int, sigma_data: float, *, ch: int 
     ``resolution``; ``sigma_data`` is the residual's standard deviation (see :func:`residual_std`).
     With ``features=3`` the U-Net is SR3's own (6 input channels); the encoder adds its weights."""
     encoder = LREncoder(factor, hidden=hidden, out_channels=features)
-    unet = sr_unet(resolution, in_channels=3 + features, ch=ch, ch_mult=ch_mult)
+    unet = small_unet(resolution, 3 + features, out_channels=3, ch=ch, ch_mult=ch_mult)
     return MeanShift(EDMPrecond(EncoderBackbone(encoder, unet), sigma_data=sigma_data),
                      shift=partial(upsample, factor=factor))
 
@@ -88,19 +86,3 @@ def srdiff_pairs(hr: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Ten
 def residual_std(hr: torch.Tensor, factor: int) -> float:
     """Standard deviation of ``hr - up(down(hr))`` over a data set: the residual's sigma_data."""
     return (hr - upsample(downsample(hr, factor), factor)).std().item()
-
-
-def fit_in_stages(model: nn.Module, loss_fn, data, stages: Sequence[int], evaluate: Callable,
-                  **fit_options) -> tuple[list, object]:
-    """Train ``model`` with ``diffnotes.train.fit`` to each step count in ``stages`` (increasing),
-    resuming from a temporary checkpoint, and call ``evaluate(model_ema)`` after each stage.
-    Returns the evaluations and the last ``TrainResult``. ``DIFFNOTES_TRAIN_STEPS`` caps every
-    stage as it caps ``fit``."""
-    if not stages or any(b <= a for a, b in zip(stages, stages[1:])) or stages[0] < 1:
-        raise ValueError(f"stages must be increasing positive step counts, got {list(stages)}")
-    evaluations, result = [], None
-    with tempfile.TemporaryDirectory() as ckpt_dir:
-        for steps in stages:
-            result = fit(model, loss_fn, data, steps, ckpt_dir=ckpt_dir, **fit_options)
-            evaluations.append(evaluate(result.model_ema))
-    return evaluations, result

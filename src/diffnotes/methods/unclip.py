@@ -10,7 +10,7 @@ The system has three trained parts, each built here at toy scale:
   :func:`prior_denoiser`, a ``nets.MLP`` on embedding vectors with the caption embedding as its
   (vector) condition;
 * a **decoder**, a diffusion model of images conditioned on ``z_i``
-  (``diffnotes.embedding.embedding_denoiser``); the control arm conditions the same decoder on
+  (``diffnotes.methods.embedding.embedding_denoiser``); the control arm conditions the same decoder on
   ``z_t`` directly.
 
 Captions come from the label and a stroke property: :func:`ink` (the mean brightness, which
