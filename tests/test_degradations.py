@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from diffnotes.data.patches import load_patches
-from diffnotes.degradations import (add_noise, box_mask, downsample, gaussian_blur, lowpass,
-                                    random_mask, upsample)
+from diffnotes.degradations import (add_noise, block_downsample, block_lowpass, block_upsample, box_mask,
+                                    downsample, gaussian_blur, lowpass, random_mask, upsample)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,9 @@ def test_add_noise(patches):
     (lambda x: upsample(x, 0), "factor must be one of"),
     (lambda x: lowpass(x, True), "factor must be one of"),
     (lambda x: downsample(x[..., :30, :30], 4), "not divisible by factor 4"),
+    (lambda x: block_lowpass(x, 3), "factor must be one of"),
+    (lambda x: block_downsample(x[..., :12, :12], 8), "divisible by 8"),
+    (lambda x: block_upsample(x[0], 2), r"must be a float image batch \(N, C, H, W\)"),
     (lambda x: downsample(x[0], 2), r"must be a float image batch \(N, C, H, W\)"),
     (lambda x: gaussian_blur(x, 0.0), "sigma must be a positive number"),
     (lambda x: gaussian_blur(x, 20.0), "kernel radius"),
@@ -112,3 +115,38 @@ def test_add_noise(patches):
 def test_bad_input_gives_one_clear_line(patches, call, message):
     with pytest.raises(ValueError, match=message):
         call(patches)
+
+
+def _old_block_lowpass(x, factor):
+    """Frozen reference: ILVR's phi_N as methods/ilvr.py wrote it before it moved here."""
+    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, factor), scale_factor=factor,
+                                           mode="nearest")
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_block_operators_are_the_block_mean_and_its_spread(patches, factor):
+    x = patches[:6]
+    low = block_downsample(x, factor)
+    assert low.shape == (6, x.shape[1], x.shape[2] // factor, x.shape[3] // factor)
+    # each low-resolution pixel is its block's mean, and up-sampling repeats it over the block
+    torch.testing.assert_close(low[:, :, 0, 0], x[:, :, :factor, :factor].mean(dim=(2, 3)))
+    up = block_upsample(low, factor)
+    assert torch.equal(up[:, :, :factor, :factor], low[:, :, :1, :1].expand(-1, -1, factor, factor))
+    assert torch.equal(block_lowpass(x, factor), up)
+    assert torch.equal(block_lowpass(x, factor), _old_block_lowpass(x, factor))
+    # exact projection: idempotent (up to the rounding of a float32 block mean), unlike bicubic
+    torch.testing.assert_close(block_lowpass(up, factor), up, rtol=0, atol=1e-6)
+
+
+def test_subspace_and_ccdf_use_the_block_operators(patches):
+    from diffnotes.methods.ccdf import make_task
+    from diffnotes.methods.subspace import DownsampleSubspace
+
+    x = patches[:4].double()
+    space = DownsampleSubspace(2)
+    torch.testing.assert_close(space.project(x), block_lowpass(x, 2), rtol=0, atol=1e-15)
+    assert torch.equal(space.coords(x), 2 * block_downsample(x, 2))
+    task = make_task("sr", patches[:4], 0, factor=4)
+    assert torch.equal(task.measurement, block_downsample(patches[:4], 4))
+    assert torch.equal(task.reference, block_lowpass(patches[:4], 4))
+    assert torch.equal(task.project(patches[:4]), block_lowpass(patches[:4], 4))

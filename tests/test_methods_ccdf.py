@@ -12,9 +12,10 @@ import math
 import pytest
 import torch
 
+from diffnotes.degradations import block_lowpass
 from diffnotes.methods.ccdf import (TASKS, ccdf_start, coupled_distances, make_task,
                                     smooth_fill, truncated_sigmas)
-from diffnotes.methods.ilvr import block_lowpass
+from diffnotes.parameterization import append_dims
 from diffnotes.sampling import sigma_schedule
 from diffnotes.theory.proofs.inverse_proofs import gaussian_step_factor
 
@@ -22,7 +23,7 @@ V = 0.25
 
 
 def gaussian_denoiser(x, sigma):
-    s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) ** 2
+    s2 = append_dims(torch.as_tensor(sigma, dtype=x.dtype), x) ** 2
     return V / (V + s2) * x
 
 

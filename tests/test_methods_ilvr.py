@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from diffnotes import degradations
-from diffnotes.methods.ilvr import (ProjectionRefine, block_lowpass, diversity, get_lowpass,
+from diffnotes.degradations import block_lowpass
+from diffnotes.methods.ilvr import (ProjectionRefine, diversity, get_lowpass,
                                     ilvr_sample, lowpass_psnr)
 from diffnotes.recipes import train_unconditional
 from diffnotes.sampling import sample, sigma_schedule

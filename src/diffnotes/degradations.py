@@ -1,4 +1,5 @@
-"""Image degradations for the inverse-problem chapters (SR3, SRDiff, ILVR, CCDF): one module, tested.
+"""Image degradations for the inverse-problem chapters (SR3, SRDiff, ILVR, CCDF, subspace diffusion):
+one module, tested.
 
 All operators act on float image batches ``(N, C, H, W)`` (the book's [-1, 1] scale, though
 nothing here depends on the range) and are linear in ``x`` except :func:`add_noise`.
@@ -14,7 +15,13 @@ nothing here depends on the range) and are linear in ``x`` except :func:`add_noi
   patches), so a second application still changes the image: ``|lowpass(lowpass(x)) -
   lowpass(x)|`` is about a fifth of ``|lowpass(x) - x|`` on the 32x32 test patches (0.24 for
   factor 2, 0.18 for factor 4; measured in ``tests/test_degradations.py``). Where a chapter
-  needs an exact projection it must say so and build one.
+  needs an exact projection it uses the block operators below.
+* :func:`block_downsample` -- the mean of each ``factor`` x ``factor`` block (average pooling):
+  CCDF's super-resolution measurement; :func:`block_upsample` -- each pixel repeated over a
+  ``factor`` x ``factor`` block (nearest up-sampling); :func:`block_lowpass` --
+  ``block_upsample(block_downsample(x))``, ILVR's phi_N as the exact orthogonal projection onto
+  images constant on blocks (ILVR's and CCDF's data consistency; subspace diffusion's
+  down-sampling subspace is the same pair, scaled to an orthonormal basis).
 * :func:`gaussian_blur` -- separable Gaussian convolution, kernel radius ``ceil(3 sigma)``,
   reflect padding (keeps constants and the image size).
 * :func:`box_mask`, :func:`random_mask` -- inpainting masks, **1 where the pixel is observed,
@@ -67,6 +74,35 @@ def upsample(x, factor: int) -> torch.Tensor:
 def lowpass(x, factor: int) -> torch.Tensor:
     """ILVR's phi_N: ``upsample(downsample(x, factor), factor)`` (near-, not exactly, idempotent)."""
     return upsample(downsample(x, factor), factor)
+
+
+def _check_blocks(x, factor) -> tuple[torch.Tensor, int]:
+    x, factor = _check_batch(x), _check_factor(factor)
+    if x.shape[-1] % factor or x.shape[-2] % factor:
+        raise ValueError(f"x must be (N, C, H, W) with H and W divisible by {factor}, got shape "
+                         f"{tuple(x.shape)}")
+    return x, factor
+
+
+def block_downsample(x, factor: int) -> torch.Tensor:
+    """The mean of each ``factor`` x ``factor`` block (2, 4 or 8; H and W must divide by it)."""
+    x, factor = _check_blocks(x, factor)
+    return F.avg_pool2d(x, factor)
+
+
+def block_upsample(x, factor: int) -> torch.Tensor:
+    """Each pixel spread over a ``factor`` x ``factor`` block (nearest up-sampling; 2, 4 or 8)."""
+    x, factor = _check_batch(x), _check_factor(factor)
+    return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+
+def block_lowpass(x, factor: int) -> torch.Tensor:
+    """ILVR's phi_N as an exact projector: each block's mean spread over the block.
+
+    ``block_upsample(block_downsample(x, factor), factor)``: linear, symmetric and idempotent,
+    the orthogonal projection onto images that are constant on ``factor`` x ``factor`` blocks.
+    """
+    return block_upsample(block_downsample(x, factor), factor)
 
 
 def _gaussian_kernel_1d(sigma: float, dtype, device) -> torch.Tensor:

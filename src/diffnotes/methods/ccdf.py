@@ -25,11 +25,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .. import degradations
 from ..sampling import sample, sigma_schedule
-from .ilvr import ProjectionRefine, block_lowpass
+from .ilvr import ProjectionRefine
 
 __all__ = ["TASKS", "truncated_sigmas", "ccdf_start", "ccdf_sample", "make_task",
            "InverseTask", "smooth_fill", "coupled_distances"]
@@ -96,10 +95,10 @@ class InverseTask:
             self.estimate, self.sigma_estimate = self.measurement, float(noise_std)
             self.project, self.reference = None, None
         elif name == "sr":  # y = box down-sampling by factor (A = mean over each block)
-            self.measurement = F.avg_pool2d(x, factor)
+            self.measurement = degradations.block_downsample(x, factor)
             self.estimate = degradations.upsample(self.measurement, factor)  # bicubic
-            self.reference = F.interpolate(self.measurement, scale_factor=factor, mode="nearest")
-            self.project = lambda z: block_lowpass(z, factor)
+            self.reference = degradations.block_upsample(self.measurement, factor)
+            self.project = lambda z: degradations.block_lowpass(z, factor)
         else:  # inpaint: a missing central box, filled smoothly from its border
             side = box or x.shape[-1] // 2
             self.mask = degradations.box_mask(x.shape, side, side).to(x.dtype)

@@ -8,7 +8,7 @@ diffused to the same noise level (the paper's Algorithm 1, written in sigma):
 for every step whose new level ``sigma`` lies in the conditioning range ``[sigma_stop, sigma_max]``;
 below ``sigma_stop`` the chain runs unconditioned. ``phi_N`` is a low-pass filter with factor N:
 
-* ``"block"`` -- :func:`block_lowpass`, the mean over N x N blocks spread back over each block
+* ``"block"`` -- :func:`diffnotes.degradations.block_lowpass`, the mean over N x N blocks spread back over each block
   (average-pool down, nearest up). It is linear, symmetric and exactly idempotent: the
   orthogonal projection onto images that are constant on N x N blocks, which is what the
   paper's analysis assumes of phi_N (proof ``ilvr_projection`` in
@@ -30,27 +30,16 @@ experiment comes from ``diffnotes.recipes.train_unconditional`` (a small U-Net o
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .. import degradations
 from ..metrics import psnr
 from ..sampling import sample
 
-__all__ = ["LOWPASS", "block_lowpass", "get_lowpass", "ProjectionRefine", "ilvr_sample",
+__all__ = ["LOWPASS", "get_lowpass", "ProjectionRefine", "ilvr_sample",
            "lowpass_psnr", "diversity"]
 
 
-def block_lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Exact low-pass projector: the mean of each ``factor`` x ``factor`` block, spread over it."""
-    if isinstance(factor, bool) or factor not in degradations.FACTORS:
-        raise ValueError(f"factor must be one of {degradations.FACTORS}, got {factor!r}")
-    if x.ndim != 4 or x.shape[-1] % factor or x.shape[-2] % factor:
-        raise ValueError(f"x must be (N, C, H, W) with H and W divisible by {factor}, got shape "
-                         f"{tuple(x.shape)}")
-    return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="nearest")
-
-
-LOWPASS = {"block": block_lowpass, "bicubic": degradations.lowpass}
+LOWPASS = {"block": degradations.block_lowpass, "bicubic": degradations.lowpass}
 
 
 def get_lowpass(name: str, factor: int):

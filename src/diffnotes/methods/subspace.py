@@ -31,9 +31,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .. import degradations
 from .edm import EDMLoss
 
 __all__ = ["DownsampleSubspace", "PCASubspace", "orthogonal_moments", "orthogonal_kl", "switch_sigma",
@@ -62,7 +62,9 @@ class DownsampleSubspace(_Subspace):
     """Images that are constant on ``factor`` x ``factor`` blocks.
 
     The basis vector of a block is 1/factor on its factor^2 pixels, so u = factor * (block mean)
-    -- an image at 1/factor the resolution whose noise keeps the variance sigma^2.
+    -- an image at 1/factor the resolution whose noise keeps the variance sigma^2 -- and U U^T is
+    ILVR's block low-pass (``diffnotes.degradations.block_downsample`` / ``block_upsample``,
+    scaled; ``factor`` 2, 4 or 8).
     """
 
     def __init__(self, factor: int = 2):
@@ -77,10 +79,10 @@ class DownsampleSubspace(_Subspace):
 
     def coords(self, x):
         self._check(x)
-        return self.factor * F.avg_pool2d(x, self.factor)
+        return self.factor * degradations.block_downsample(x, self.factor)
 
     def lift(self, u):
-        return F.interpolate(u, scale_factor=self.factor, mode="nearest") / self.factor
+        return degradations.block_upsample(u, self.factor) / self.factor
 
 
 class PCASubspace(_Subspace):
