@@ -7,7 +7,9 @@ import sympy as sp
 
 from diffnotes.theory import proofs as P
 from diffnotes.theory.proofs import score_proofs as S
-from diffnotes.theory.proofs.base import Proof, ProofResult, numeric_check, symbolic_zero
+from diffnotes.theory.proofs.base import (
+    Proof, ProofResult, cancelled, combine, numeric_check, rational_zero, symbolic_zero,
+)
 
 NAMES = [p.name for p in P.all_proofs()]
 
@@ -107,3 +109,47 @@ def test_statements_have_no_run_together_spacing_macros():
 
     glued = [p.name for p in all_proofs() if re.search(r"\\q?quad[A-Za-z]", p.statement)]
     assert not glued, f"statements with a glued \\quad: {glued}"
+
+
+def test_rational_zero_proves_true_identities_and_refuses_false_ones():
+    """The one fast zero check every proof module uses: a false variant of each form fails."""
+    x, y = sp.symbols("x y", positive=True)
+    assert rational_zero(1 / (x + y) + y / (x * (x + y)) - 1 / x).ok
+    assert not rational_zero(1 / (x + y) + y / (x * (x + y)) - 1 / y).ok
+    assert rational_zero(sp.Eq((x + y) ** 2, x**2 + 2 * x * y + y**2)).ok
+    false = rational_zero(sp.Eq((x + y) ** 2, x**2 + y**2))
+    assert not false.ok and false.method == "symbolic" and false.residual == "2*x*y"
+    matrix = sp.Matrix([[x / (x * y), 0], [0, (x**2 - y**2) / (x - y)]])
+    assert rational_zero(matrix - sp.Matrix([[1 / y, 0], [0, x + y]])).ok
+    assert not rational_zero(matrix - sp.Matrix([[1 / y, 0], [0, x - y]])).ok
+    assert cancelled((x**2 - y**2) / (x - y)) == x + y
+
+
+def test_rational_zero_slow_path_and_refutation():
+    x = sp.Symbol("x", positive=True)
+    trig = sp.sin(x) ** 2 + sp.cos(x) ** 2 - 1  # not a rational identity: cancel leaves a rest
+    assert not rational_zero(trig).ok and rational_zero(trig, slow=True).ok
+    assert not rational_zero(trig + x, slow=True).ok  # the false variant fails on the slow path too
+    refuted = rational_zero(trig + 1 / x, slow=True, refute_at=[x])
+    assert not refuted.ok and " at {x: " in refuted.residual  # refuted at a random point, no algebra
+    assert rational_zero(trig, slow=True, refute_at=[x]).ok
+
+
+def test_combine_holds_only_when_every_part_holds():
+    ok, bad = ProofResult(True, "symbolic"), ProofResult(False, "symbolic", "x")
+    evidence = ProofResult(True, "numeric")
+    assert combine(ok, ok) == ProofResult(True, "symbolic", "0")
+    assert combine(ok, bad, ProofResult(False, "symbolic", "y")) == ProofResult(False, "symbolic", "x; y")
+    assert combine(ok, evidence).method == "numeric" and combine(ok, evidence).ok
+
+
+def test_no_proof_module_copies_the_shared_checks():
+    """``combine`` and the zero checks live in base.py only (issue 24: they were copied)."""
+    import re
+    from pathlib import Path
+
+    folder = Path(P.__file__).parent
+    copies = [f"{f.name}:{i}" for f in sorted(folder.glob("*.py")) if f.name != "base.py"
+              for i, line in enumerate(f.read_text().splitlines(), 1)
+              if re.match(r"def _?(combine|zero|all_zero|cancelled|rational_zero)\(", line)]
+    assert not copies, f"shared proof checks copied: {copies}"

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult, symbolic_zero
+from .base import Proof, ProofResult, combine, rational_zero, symbolic_zero
 
 __all__ = ["PROOFS", "local_error_check", "controller_check", "scale_invariance_check"]
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 def _order(expr, h, n: int) -> ProofResult:
@@ -50,7 +45,7 @@ def local_error_check(heun_weight=sp.Rational(1, 2)) -> ProofResult:
     var_em = sp.expand(y_em - mean_em).coeff(z) ** 2
     var_heun = sp.expand(y_heun - mean_heun).coeff(z) ** 2
     drift_part = difference.subs(z, 0)
-    return _combine(
+    return combine(
         symbolic_zero(difference - stated),
         _order(exact_mean - mean_em - drift_part, h, 3),
         _order(exact_mean - mean_heun, h, 3),
@@ -110,7 +105,7 @@ def controller_check(claimed_slope_sign=1) -> ProofResult:
     ]
     below_one = bool(e_star < 1)
     checks.append(ProofResult(below_one, "symbolic", "0" if below_one else f"E* = {e_star} >= 1"))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 CONTROLLER = Proof(
@@ -149,19 +144,6 @@ def _scaled_error(ds, ys, ps, eps_abs, eps_rel, scaled=True):
     return sp.sqrt(total / len(ratios)) if scaled else sp.sqrt(total)
 
 
-def _zero(expr, symbols) -> ProofResult:
-    """``expr`` == 0: refuted fast at random positive points, else proved by simplification."""
-    import random
-
-    rng = random.Random(0)
-    for _ in range(5):
-        point = {v: sp.Rational(rng.randint(1, 400), rng.randint(1, 60)) for v in symbols}
-        value = complex(sp.N(expr.subs(point), 30))
-        if abs(value) > 1e-12:
-            return ProofResult(False, "symbolic", f"{value:.3g} at {point}")
-    return symbolic_zero(sp.simplify(expr))
-
-
 def scale_invariance_check(n: int = 2, copies: int = 3, scaled: bool = True, scale_abs: bool = True) -> ProofResult:
     """E = sqrt(sum_i (d_i / delta_i)^2 / n), delta_i = max(eps_abs, eps_rel max(|y_i|, |p_i|)).
 
@@ -183,10 +165,10 @@ def scale_invariance_check(n: int = 2, copies: int = 3, scaled: bool = True, sca
     new_abs = c * eps_abs if scale_abs else eps_abs
     moved = _scaled_error([c * d for d in ds], [c * y for y in ys], [c * p for p in ps], new_abs, eps_rel, scaled)
     free = [c, eps_abs, eps_rel, *ys, *ps, *ds]
-    checks = [_zero(moved - base, free)]
+    checks = [rational_zero(moved - base, slow=True, refute_at=free)]
     abs_only = _scaled_error(ds, ys, ps, eps_abs, 0, scaled)
     abs_moved = _scaled_error([c * d for d in ds], [c * y for y in ys], [c * p for p in ps], new_abs, 0, scaled)
-    checks.append(_zero(abs_moved - abs_only, free))
+    checks.append(rational_zero(abs_moved - abs_only, slow=True, refute_at=free))
     # (3) eps_abs fixed, units changed by c = 10: relative branch winning at both scales -> same E;
     # absolute branch winning -> E changes (by the factor c)
     point = {eps_abs: sp.Rational(1, 100), eps_rel: sp.Rational(1, 10)}
@@ -206,7 +188,7 @@ def scale_invariance_check(n: int = 2, copies: int = 3, scaled: bool = True, sca
         return sp.sqrt(total / len(ratios)) if scaled else sp.sqrt(total)
 
     checks.append(symbolic_zero(error(list(rs) * copies) - error(list(rs))))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 SCALE_INVARIANCE = Proof(

@@ -2,6 +2,12 @@
 
 Every derivation the book shows is a :class:`Proof`. ``python -m diffnotes proofs`` verifies all
 of them; ``book/questions.md`` displays each statement (glued at build time) next to its status.
+
+The checks every proof module shares live here, once: ``symbolic_zero`` (SymPy's ``simplify``
+decides), ``rational_zero`` (a fast rational normal form, ``cancelled``, with an optional random
+-point refutation first and ``symbolic_zero`` as an optional last resort), ``numeric_check``
+(agreement at random points in high precision) and ``combine`` (several checks that must all
+hold, as one result).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from typing import Callable, Sequence
 import mpmath
 import sympy as sp
 
-__all__ = ["Proof", "ProofResult", "symbolic_zero", "numeric_check"]
+__all__ = ["Proof", "ProofResult", "symbolic_zero", "rational_zero", "cancelled", "combine",
+           "numeric_check"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,55 @@ def symbolic_zero(expr) -> ProofResult:
     if residuals:
         return ProofResult(False, "symbolic", "; ".join(str(r) for r in residuals))
     return ProofResult(True, "symbolic", "0")
+
+
+def cancelled(expr) -> sp.Expr:
+    """``expr`` in a rational normal form, ``cancel(together(expand(expr)))``: it is 0 exactly
+    when ``expr`` is identically 0 as a rational function of its symbols and other atoms."""
+    return sp.cancel(sp.together(sp.expand(expr)))
+
+
+def _refuted(expr, symbols, points: int = 5) -> str | None:
+    """Where ``expr`` is off 0 at one of ``points`` random positive rationals (seed 0), if anywhere."""
+    rng = random.Random(0)
+    for _ in range(points):
+        point = {v: sp.Rational(rng.randint(1, 400), rng.randint(1, 60)) for v in symbols}
+        value = complex(sp.N(expr.subs(point), 30))
+        if abs(value) > 1e-12:
+            return f"{value:.3g} at {point}"
+    return None
+
+
+def rational_zero(expr, *, slow: bool = False, refute_at=None) -> ProofResult:
+    """Check that ``expr`` (an expression, an ``Eq``, a Matrix or a list of them) is identically 0,
+    fast: each item must have ``cancelled(item) == 0``.
+
+    ``refute_at`` (symbols): first evaluate each item at random positive rational values of
+    them; a value off 0 fails the check at once, naming the point (a quick answer for a false
+    statement that the algebra would take long to reject). ``slow=True``: a rest that
+    ``cancelled`` leaves goes on to :func:`symbolic_zero` (``simplify`` and friends) before the
+    check fails. The residual is ``"0"`` or the rests, joined by ``"; "``.
+    """
+    items = _as_exprs(expr)
+    if refute_at is not None:
+        for e in items:
+            where = _refuted(e, refute_at)
+            if where is not None:
+                return ProofResult(False, "symbolic", where)
+    rests = [r for r in map(cancelled, items) if r != 0]
+    if rests and slow:
+        return symbolic_zero(rests)
+    if rests:
+        return ProofResult(False, "symbolic", "; ".join(str(r) for r in rests))
+    return ProofResult(True, "symbolic", "0")
+
+
+def combine(*results: ProofResult) -> ProofResult:
+    """Several checks as one: it holds when all hold; its residual joins the failing ones'
+    residuals with ``"; "``; its method is ``"numeric"`` when any part is numeric evidence."""
+    bad = [r.residual for r in results if not r.ok]
+    method = "numeric" if any(r.method == "numeric" for r in results) else "symbolic"
+    return ProofResult(not bad, method, "0" if not bad else "; ".join(bad))
 
 
 def numeric_check(

@@ -16,15 +16,10 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .base import Proof, ProofResult, symbolic_zero
+from .base import Proof, ProofResult, combine, symbolic_zero
 
 __all__ = ["PROOFS", "mrc_output_law_check", "rejection_check", "gaussian_ratio_sup_check",
            "pfr_length_check"]
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 def _nonnegative(expr, symbols) -> ProofResult:
@@ -133,8 +128,8 @@ def gaussian_ratio_sup_check(shift=0) -> ProofResult:
     value = log_w.subs(z, z_star)
     claimed = sp.log(r / s) + (a - b) ** 2 / (2 * (r**2 - s**2)) + shift
     curvature = sp.diff(log_w, z, 2)
-    return _combine(symbolic_zero(sp.expand_log(value - claimed, force=True)),
-                    _nonnegative(-curvature, (s, d)))
+    return combine(symbolic_zero(sp.expand_log(value - claimed, force=True)),
+                   _nonnegative(-curvature, (s, d)))
 
 
 GAUSSIAN_RATIO_SUP = Proof(
@@ -227,13 +222,13 @@ def pfr_length_check(jensen_sign=1, slack=4, log_coeff=2, offset=1, k_max=1 << 1
     gap_at_zero = sp.nsimplify(sp.simplify(gap.subs(kl, 0)))
     gap_zero_ok = ProofResult(bool(gap_at_zero >= 0), "symbolic",
                               "0" if gap_at_zero >= 0 else f"gap at KL = 0 is {gap_at_zero}")
-    return _combine(symbolic_zero(inverse_weight - 1),
-                    _nonnegative(slope, (u,)),
-                    _nonnegative(-jensen_sign * curvature, (u,)),
-                    _nonnegative(sp.expand_log(per_integer, force=True), (big_l,)),
-                    range_ok,
-                    _nonnegative(sp.diff(gap, kl), (kl,)),
-                    gap_zero_ok)
+    return combine(symbolic_zero(inverse_weight - 1),
+                   _nonnegative(slope, (u,)),
+                   _nonnegative(-jensen_sign * curvature, (u,)),
+                   _nonnegative(sp.expand_log(per_integer, force=True), (big_l,)),
+                   range_ok,
+                   _nonnegative(sp.diff(gap, kl), (kl,)),
+                   gap_zero_ok)
 
 
 PFR_LENGTH = Proof(

@@ -13,20 +13,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "conditioning_gain_check", "posterior_chain_check"]
-
-
-def _zero(expr) -> ProofResult:
-    """``expr`` is identically 0 as a rational function (``cancel``; no slow ``simplify``)."""
-    r = sp.cancel(sp.together(expr))
-    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 # =============================================================================================
@@ -58,13 +47,13 @@ def conditioning_gain_check(gain_factor=1) -> ProofResult:
     # I(x0; z | x) = h(x0 | x) - h(x0 | x, z), Gaussian entropies 1/2 log(2 pi e var)
     info = sp.log(2 * sp.pi * sp.E * mmse_x) / 2 - sp.log(2 * sp.pi * sp.E * mmse_xz) / 2
     ratio = sp.expand_power_exp(sp.exp(sp.expand(-2 * info)))  # exp(-2 I)
-    return _combine(
-        _zero(mmse_x - v * s**2 / (v + s**2)),
-        _zero(1 / mmse_xz - (1 / v + 1 / s**2 + 1 / tau**2)),
-        _zero(mmse_x - mmse_xz - gain_factor * gain),
-        _zero(mmse_xz - mmse_x * ratio),
-        _zero(sp.limit(gain, s, 0)),  # a clean x leaves the code nothing to add
-        _zero(sp.limit(gain, s, sp.oo) - v**2 / (v + tau**2)),  # all that z knows
+    return combine(
+        rational_zero(mmse_x - v * s**2 / (v + s**2)),
+        rational_zero(1 / mmse_xz - (1 / v + 1 / s**2 + 1 / tau**2)),
+        rational_zero(mmse_x - mmse_xz - gain_factor * gain),
+        rational_zero(mmse_xz - mmse_x * ratio),
+        rational_zero(sp.limit(gain, s, 0)),  # a clean x leaves the code nothing to add
+        rational_zero(sp.limit(gain, s, sp.oo) - v**2 / (v + tau**2)),  # all that z knows
     )
 
 
@@ -151,10 +140,10 @@ def posterior_chain_check(variance_factor=1, cov_factor=1, kl_weight=1) -> Proof
     d1 = sp.cancel(sp.radsimp(sender_mean - m_t))
     d2 = sp.cancel(sp.radsimp(sp.expand(sender_var + sender_mean**2 - v_t - m_t**2)))
     cost_gap = c2 * d2 + c1 * d1 + (1 - kl_weight) * forward_cost
-    result = _combine(_zero(sp.radsimp(mean - sp.sqrt(ab_prev) * x0)),
-                      _zero(var - (1 - ab_prev)),
-                      _zero(sp.radsimp(cov_sender - cov_forward)),
-                      _zero(cost_gap))
+    result = combine(rational_zero(sp.radsimp(mean - sp.sqrt(ab_prev) * x0)),
+                     rational_zero(var - (1 - ab_prev)),
+                     rational_zero(sp.radsimp(cov_sender - cov_forward)),
+                     rational_zero(cost_gap))
     if len(result.residual) > 300:  # a false step cost leaves a long rational function
         result = ProofResult(result.ok, result.method, result.residual[:300] + " ...")
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult, symbolic_zero
+from .base import Proof, ProofResult, combine, symbolic_zero
 from .score_proofs import gaussian_expectation
 
 __all__ = ["PROOFS"]
@@ -20,12 +20,6 @@ __all__ = ["PROOFS"]
 x, y, t_ = sp.symbols("x y t", real=True)
 mu = sp.Symbol("mu", real=True)
 c = sp.Symbol("c", positive=True)
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    method = "numeric" if any(r.method == "numeric" for r in results) else "symbolic"
-    return ProofResult(not bad, method, "0" if not bad else "; ".join(bad))
 
 
 def _log_normal(z, mean, var):
@@ -55,7 +49,7 @@ def score_matching_by_parts(sign=1) -> ProofResult:
     dens = sp.exp(_log_normal(x, mu, c**2))
     lhs = sp.integrate(sp.expand(dens * psi_i * sp.diff(_log_normal(x, mu, c**2), x)), (x, -sp.oo, sp.oo))
     rhs = -sign * sp.integrate(sp.expand(dens * sp.diff(psi_i, x)), (x, -sp.oo, sp.oo))
-    return _combine(symbolic_zero(pointwise), symbolic_zero(lhs - rhs))
+    return combine(symbolic_zero(pointwise), symbolic_zero(lhs - rhs))
 
 
 HYVARINEN_BY_PARTS = Proof(
@@ -166,7 +160,7 @@ def bound_decomposition_check(entropy_sign=1) -> ProofResult:
                + (decoder - E(_log_normal(xs[1], sp.sqrt(1 - betas[0]) * xs[0], betas[0]))))
     # Sohl-Dickstein's edge choice makes the bracket E log pi(x0)/pi(x1); E log p(x_T) becomes -H_p(X_T)
     # when q(x_T) is the prior. Both are approximations; the identity above is exact.
-    return _combine(_expanded_zero(K - ddpm_form, "DDPM form: "), _expanded_zero(K - sd_form, "entropy form: "))
+    return combine(_expanded_zero(K - ddpm_form, "DDPM form: "), _expanded_zero(K - sd_form, "entropy form: "))
 
 
 def _expanded_zero(expr, label="") -> ProofResult:
@@ -258,7 +252,7 @@ def langevin_check(power=2) -> ProofResult:
     # |alpha/2 score| to |sqrt(alpha) z| is, squared, alpha E|score|^2 / 4
     snr2 = alpha / (4 * (c**2 + sigma**2))
     large_sigma = sp.limit(snr2, c, 0)
-    return _combine(symbolic_zero(stationary), symbolic_zero(sp.diff(large_sigma, sigma)))
+    return combine(symbolic_zero(stationary), symbolic_zero(sp.diff(large_sigma, sigma)))
 
 
 LANGEVIN = Proof(
@@ -302,7 +296,7 @@ def ddpm_posterior_check(weight_power=2) -> ProofResult:
     sigma2 = sp.Symbol("sigma_t^2", positive=True)
     kl_mean_part = ((mean - mu_theta) ** 2 / (2 * sigma2)).subs(sub)
     weight = beta**weight_power / (2 * sigma2 * alpha * (1 - ab_t))
-    return _combine(symbolic_zero(posterior), symbolic_zero(kl_mean_part - weight * (eps - eps_hat) ** 2))
+    return combine(symbolic_zero(posterior), symbolic_zero(kl_mean_part - weight * (eps - eps_hat) ** 2))
 
 
 DDPM_POSTERIOR = Proof(
@@ -408,7 +402,7 @@ def edm_sde_check(langevin_factor=2) -> ProofResult:
     g2 = lang_g2
     dens = sp.exp(logp)
     fp = sp.diff(dens, t_) + sp.diff(drift * dens, x) - g2 / 2 * sp.diff(dens, x, 2)
-    return _combine(symbolic_zero(langevin_fp), symbolic_zero(sp.simplify(fp / dens)))
+    return combine(symbolic_zero(langevin_fp), symbolic_zero(sp.simplify(fp / dens)))
 
 
 EDM_SDE = Proof(
@@ -438,8 +432,8 @@ def karras_rho_check(rho_limit=True) -> ProofResult:
     geometric_target = smax * (smin / smax) ** frac if rho_limit else smax + frac * (smin - smax)
     lim = sp.limit(sp.log(sigma_i).subs({smin: 1, smax: sp.E ** 4, i: 1, n: 3}), rho, sp.oo)
     ends = [sigma_i.subs(i, 0) - smax, sigma_i.subs(i, n - 1) - smin]
-    return _combine(symbolic_zero([uniform] + ends),
-                    symbolic_zero(lim - sp.log(geometric_target.subs({smin: 1, smax: sp.E ** 4, i: 1, n: 3}))))
+    return combine(symbolic_zero([uniform] + ends),
+                   symbolic_zero(lim - sp.log(geometric_target.subs({smin: 1, smax: sp.E ** 4, i: 1, n: 3}))))
 
 
 KARRAS_RHO = Proof(

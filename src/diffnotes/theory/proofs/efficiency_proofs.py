@@ -13,20 +13,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "orthogonal_gap_check", "space_to_depth_matrix", "patching_check", "PATCH_SHAPES"]
-
-
-def _zero(expr) -> ProofResult:
-    """``expr`` is identically 0 as a rational function (``cancel``; no slow ``simplify``)."""
-    r = sp.cancel(sp.together(expr))
-    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 # =============================================================================================
@@ -58,14 +47,14 @@ def orthogonal_gap_check(wrong_power=4) -> ProofResult:
     lam = sp.Matrix([[a, e], [e, b]]).eigenvals()
     logdet_eig = sum(k * sp.log(1 + v / s**2) for v, k in lam.items())
     logdet = sp.log((sp.eye(2) + sp.Matrix([[a, e], [e, b]]) / s**2).det())
-    return _combine(
-        _zero(sp.limit(s**wrong_power * info, s, sp.oo) - c**2 / 2),
-        _zero(sp.simplify(sp.logcombine(sp.expand(kl - kl_general), force=True))),
-        _zero(sp.limit(s**2 * kl, s, sp.oo) - m**2 / 2),
-        _zero(sp.limit(s**4 * kl.subs(m, 0), s, sp.oo) - B**2 / 4),
-        _zero(sp.diff(kl, s) - dkl),
-        _zero(sp.limit(s * w2_spread, s, sp.oo) - B / 2),
-        _zero(sp.simplify(sp.exp(logdet_eig) - sp.exp(logdet))),
+    return combine(
+        rational_zero(sp.limit(s**wrong_power * info, s, sp.oo) - c**2 / 2),
+        rational_zero(sp.simplify(sp.logcombine(sp.expand(kl - kl_general), force=True))),
+        rational_zero(sp.limit(s**2 * kl, s, sp.oo) - m**2 / 2),
+        rational_zero(sp.limit(s**4 * kl.subs(m, 0), s, sp.oo) - B**2 / 4),
+        rational_zero(sp.diff(kl, s) - dkl),
+        rational_zero(sp.limit(s * w2_spread, s, sp.oo) - B / 2),
+        rational_zero(sp.simplify(sp.exp(logdet_eig) - sp.exp(logdet))),
     )
 
 
@@ -170,12 +159,12 @@ def patching_check(channels=1, height=4, width=4, patch=2, break_entry=False) ->
     generic = ((Q.T * g - z).T * (Q.T * g - z))[0, 0] - ((g - Q * z).T * (g - Q * z))[0, 0] \
         - (g.T * (Q * Q.T - sp.eye(3)) * g)[0, 0] + (z.T * (Q.T * Q - sp.eye(3)) * z)[0, 0]
     shapes_ok = all(_index_map_is_bijection(*shape) for shape in PATCH_SHAPES)
-    return _combine(
+    return combine(
         ProofResult(one_per_row, "symbolic", "0" if one_per_row else "P is not a permutation"),
-        *[_zero(v) for v in (P * P.T - sp.eye(d))],
-        _zero(sp.expand(loss_unpatched - loss_patched)),
-        *[_zero(v) for v in (P * (s**2 * sp.eye(d)) * P.T - s**2 * sp.eye(d))],
-        _zero(sp.expand(generic)),
+        *[rational_zero(v) for v in (P * P.T - sp.eye(d))],
+        rational_zero(sp.expand(loss_unpatched - loss_patched)),
+        *[rational_zero(v) for v in (P * (s**2 * sp.eye(d)) * P.T - s**2 * sp.eye(d))],
+        rational_zero(sp.expand(generic)),
         ProofResult(shapes_ok, "symbolic", "0" if shapes_ok else "index map not a bijection"),
     )
 

@@ -17,19 +17,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "retrieval_posterior_check", "unclip_two_stage_check"]
-
-
-def _zero(expr) -> ProofResult:
-    r = sp.simplify(sp.cancel(sp.together(sp.expand(expr))))
-    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 # =============================================================================================
@@ -71,7 +61,7 @@ def retrieval_posterior_check(slope_factor=1, variance_ratio=1) -> ProofResult:
     claimed_coord = slope_factor * k * (mu1[i] - mu2[i]) * (nbar[i] - (mu1[i] + mu2[i]) / 2) / s**2
     only_mean = ProofResult(not per_coord.has(n), "symbolic",
                             "0" if not per_coord.has(n) else f"left over: {per_coord}")
-    odds_ok = _zero(per_coord - claimed_coord)
+    odds_ok = rational_zero(per_coord - claimed_coord, slow=True)
     # the d-dimensional log-odds is log(pi/(1-pi)) plus the sum over i = 1..d of these shares, so
     # equal summands give the claimed formula for every d
 
@@ -81,16 +71,16 @@ def retrieval_posterior_check(slope_factor=1, variance_ratio=1) -> ProofResult:
     evidence = sp.Sum(w[c] * lik[c], (c, 1, C))  # p(n)
     conditioned = sp.Sum(w[c] * dens[c] * lik[c], (c, 1, C)) / evidence  # p(x, n) / p(n)
     mixture = sp.Sum(w[c] * lik[c] / evidence * dens[c], (c, 1, C))  # sum_c p(c | n) N(x; mu_c)
-    model_ok = _zero(sp.factor_terms(mixture) - conditioned)
+    model_ok = rational_zero(sp.factor_terms(mixture) - conditioned, slow=True)
 
     # (3) neighbours at mu_1: the log-odds from (1), derived, not retyped; Delta = mu_1 - mu_2
     delta = sp.IndexedBase("Delta")
     at_mu1 = claimed_coord.subs(nbar[i], mu1[i]).subs(mu1[i], mu2[i] + delta[i])
-    at_mu1_ok = _zero(at_mu1 - slope_factor * k * delta[i] ** 2 / (2 * s**2))
+    at_mu1_ok = rational_zero(at_mu1 - slope_factor * k * delta[i] ** 2 / (2 * s**2), slow=True)
     sq = sp.symbols("Delta_sq", positive=True)  # |mu_1 - mu_2|^2 = sum_i Delta_i^2 > 0
     odds_at_mu1 = sp.log(pi / (1 - pi)) + slope_factor * k * sq / (2 * s**2)
     limit_ok = ProofResult(sp.limit(odds_at_mu1, k, sp.oo) == sp.oo, "symbolic")
-    return _combine(only_mean, odds_ok, model_ok, at_mu1_ok, limit_ok)
+    return combine(only_mean, odds_ok, model_ok, at_mu1_ok, limit_ok)
 
 
 RETRIEVAL_POSTERIOR = Proof(
@@ -142,9 +132,9 @@ def unclip_two_stage_check(encoder_noise=0) -> ProofResult:
     joint = [[p[j] * ((1 - e) if f[j] == z else e) for z in (0, 1)] for j in range(4)]
     prior = [sum(joint[j][z] for j in range(4)) for z in (0, 1)]  # p(z | y)
     decoder = [[joint[j][z] / prior[z] for z in (0, 1)] for j in range(4)]  # p(x | z, y)
-    results = [_zero(decoder[j][f[j]] * prior[f[j]] - p[j]) for j in range(4)]
-    results += [_zero(sum(decoder[j][z] * prior[z] for z in (0, 1)) - p[j]) for j in range(4)]
-    return _combine(*results)
+    results = [rational_zero(decoder[j][f[j]] * prior[f[j]] - p[j], slow=True) for j in range(4)]
+    results += [rational_zero(sum(decoder[j][z] * prior[z] for z in (0, 1)) - p[j], slow=True) for j in range(4)]
+    return combine(*results)
 
 
 UNCLIP_TWO_STAGE = Proof(

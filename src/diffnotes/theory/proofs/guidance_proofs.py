@@ -18,23 +18,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "guided_score_check", "cfg_implicit_check", "tilt_linearity_check",
            "tilt_heat_flow_check", "cfg_gradient_field_check"]
-
-
-def _zero(expr) -> ProofResult:
-    """``expr`` is identically 0: a rational cancel first, ``simplify`` only if that leaves a rest."""
-    r = sp.cancel(sp.together(sp.expand(expr)))
-    if r != 0:
-        r = sp.simplify(r)
-    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 def _mixture():
@@ -66,23 +53,23 @@ def guided_score_check(scale_factor=1) -> ProofResult:
     s = sp.Symbol("s", positive=True)
     guided = _dlog(marginal, x) + s * (_dlog(joint[1], x) - _dlog(marginal, x))
     tilted_log = sp.log(marginal) + s * (sp.log(joint[1]) - sp.log(marginal))  # log p p(y|x)^s
-    score_ok = _zero(guided - sp.diff(tilted_log, x))
+    score_ok = rational_zero(guided - sp.diff(tilted_log, x), slow=True)
 
     a = sp.Symbol("a", real=True)  # the logit log p(1|x) / p(0|x), any real number
     r1 = sp.exp(a) / (1 + sp.exp(a))  # p(1|x) = sigmoid(a)
     tilted = r1**s / (r1**s + (1 - r1) ** s)
-    logit_ok = _zero(sp.expand_log(sp.log(tilted / (1 - tilted)), force=True) - scale_factor * s * a)
-    rate_ok = _zero(sp.diff(tilted, s) - a * tilted * (1 - tilted))
+    logit_ok = rational_zero(sp.expand_log(sp.log(tilted / (1 - tilted)), force=True) - scale_factor * s * a, slow=True)
+    rate_ok = rational_zero(sp.diff(tilted, s) - a * tilted * (1 - tilted), slow=True)
     entropy = -tilted * sp.log(tilted) - (1 - tilted) * sp.log(1 - tilted)
     entropy_rate = sp.diff(entropy, s).subs(sp.log(tilted) - sp.log(1 - tilted), s * a)
-    entropy_ok = _zero(sp.simplify(sp.expand_log(entropy_rate, force=True))
-                       + s * a**2 * tilted * (1 - tilted))
+    entropy_ok = rational_zero(sp.simplify(sp.expand_log(entropy_rate, force=True))
+                               + s * a**2 * tilted * (1 - tilted), slow=True)
     # the mixture's own logit is linear in x: the tilt scales how fast the posterior switches
     j0, j1 = sp.symbols("j_0 j_1", positive=True)  # the two joint densities at x
-    odds_ok = _zero((j1 / (j0 + j1)) / (1 - j1 / (j0 + j1)) - j1 / j0)  # odds = joint ratio
+    odds_ok = rational_zero((j1 / (j0 + j1)) / (1 - j1 / (j0 + j1)) - j1 / j0, slow=True)  # odds = joint ratio
     logit_x = sp.expand(sp.expand_log(sp.log(joint[1]) - sp.log(joint[0]), force=True))
-    linear_ok = _zero(sp.diff(logit_x, x, 2))
-    return _combine(score_ok, logit_ok, rate_ok, entropy_ok, odds_ok, linear_ok)
+    linear_ok = rational_zero(sp.diff(logit_x, x, 2), slow=True)
+    return combine(score_ok, logit_ok, rate_ok, entropy_ok, odds_ok, linear_ok)
 
 
 def tilt_linearity_check(power=None) -> ProofResult:
@@ -95,7 +82,7 @@ def tilt_linearity_check(power=None) -> ProofResult:
     exponent = s if power is None else power
     lhs = sp.diff(sp.log(P), x) + s * sp.diff(sp.log(C), x)
     rhs = sp.diff(sp.expand_log(sp.log(P * C**exponent), force=True), x)
-    return _zero(lhs - rhs)
+    return rational_zero(lhs - rhs, slow=True)
 
 
 _POINT = {"x": sp.Rational(3, 10), "sigma": sp.Rational(7, 10), "mu_0": -1, "mu_1": 1,
@@ -122,7 +109,7 @@ def tilt_heat_flow_check(scale=2, claim_flow=False) -> ProofResult:
     evaluated to 30 digits."""
     slope = _heat_residual_slope(sp.nsimplify(scale))
     if scale == 1:
-        flat = _zero(slope)
+        flat = rational_zero(slope, slow=True)
         is_flow = flat.ok
         residual = flat.residual
     else:
@@ -136,8 +123,8 @@ def tilt_heat_flow_check(scale=2, claim_flow=False) -> ProofResult:
 
 
 def _guided_score_proof_check() -> ProofResult:
-    return _combine(tilt_linearity_check(), guided_score_check(),
-                    tilt_heat_flow_check(1, claim_flow=True), tilt_heat_flow_check(2, claim_flow=False))
+    return combine(tilt_linearity_check(), guided_score_check(),
+                   tilt_heat_flow_check(1, claim_flow=True), tilt_heat_flow_check(2, claim_flow=False))
 
 
 GUIDED_SCORE = Proof(
@@ -197,14 +184,14 @@ def cfg_implicit_check(weight_offset=1) -> ProofResult:
     implicit = _dlog(joint[y] / marginal, x)  # grad log p_i(y | x)
     lhs = (1 + w) * eps_cond - w * eps_uncond
     rhs = -sigma * (score_uncond + (w + weight_offset) * implicit)
-    eps_ok = _zero(lhs - rhs)
+    eps_ok = rational_zero(lhs - rhs, slow=True)
 
     def denoiser(eps):
         return x - sigma * eps
 
-    mix_ok = _zero((1 + w) * denoiser(eps_cond) - w * denoiser(eps_uncond) - denoiser(lhs))
-    bayes_ok = _zero(_dlog(conditional, x) - score_cond)
-    return _combine(eps_ok, mix_ok, bayes_ok)
+    mix_ok = rational_zero((1 + w) * denoiser(eps_cond) - w * denoiser(eps_uncond) - denoiser(lhs), slow=True)
+    bayes_ok = rational_zero(_dlog(conditional, x) - score_cond, slow=True)
+    return combine(eps_ok, mix_ok, bayes_ok)
 
 
 def cfg_gradient_field_check(error_curl=0, claim_gradient=None) -> ProofResult:
@@ -238,8 +225,8 @@ def cfg_gradient_field_check(error_curl=0, claim_gradient=None) -> ProofResult:
 
 
 def _cfg_proof_check() -> ProofResult:
-    return _combine(cfg_implicit_check(), cfg_gradient_field_check(0, claim_gradient=True),
-                    cfg_gradient_field_check(1, claim_gradient=False))
+    return combine(cfg_implicit_check(), cfg_gradient_field_check(0, claim_gradient=True),
+                   cfg_gradient_field_check(1, claim_gradient=False))
 
 
 CFG_IMPLICIT = Proof(

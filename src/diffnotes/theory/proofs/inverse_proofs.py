@@ -26,22 +26,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "block_lowpass_matrix", "ilvr_projection_check", "ccdf_contraction_check",
            "ancestral_step_factor", "ancestral_noise_variance", "gaussian_step_factor"]
-
-
-def _zero(expr) -> ProofResult:
-    """``expr`` (an expression or a Matrix) is identically 0 after ``cancel``/``expand``."""
-    items = list(expr) if isinstance(expr, sp.MatrixBase) else [expr]
-    bad = [r for r in (sp.cancel(sp.expand(sp.together(e))) for e in items) if r != 0]
-    return ProofResult(not bad, "symbolic", "0" if not bad else str(bad[0]))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 # =============================================================================================
@@ -65,12 +53,12 @@ def ilvr_projection_check(block: int = 2, offset=0) -> ProofResult:
     t = sp.Matrix(sp.symbols(f"t_0:{n}"))
     u = x - phi * x + phi * y + offset * y  # ILVR's update (the reference y_t at the step's level)
     w = (sp.eye(n) - phi) * t  # any direction that keeps phi z fixed
-    return _combine(
-        _zero(phi * phi - phi),  # idempotent
-        _zero(phi.T - phi),  # symmetric: an orthogonal projection
-        _zero(phi * u - phi * y),  # the update satisfies the constraint
-        _zero(((x - u).T * w)[0, 0]),  # ... and x - u is orthogonal to the constraint set
-        _zero(phi * (sp.eye(n) - phi)),  # the high frequencies of x pass untouched
+    return combine(
+        rational_zero(phi * phi - phi),  # idempotent
+        rational_zero(phi.T - phi),  # symmetric: an orthogonal projection
+        rational_zero(phi * u - phi * y),  # the update satisfies the constraint
+        rational_zero(((x - u).T * w)[0, 0]),  # ... and x - u is orthogonal to the constraint set
+        rational_zero(phi * (sp.eye(n) - phi)),  # the high frequencies of x pass untouched
     )
 
 
@@ -99,7 +87,7 @@ ILVR_PROJECTION = Proof(
          "idempotent, so with it the update is not a projection and the end equality holds "
          "only approximately; the lab uses the block filter for that reason.", None),
     ],
-    check=lambda: _combine(*(ilvr_projection_check(b) for b in (2, 3, 4))),
+    check=lambda: combine(*(ilvr_projection_check(b) for b in (2, 3, 4))),
 )
 
 
@@ -194,18 +182,18 @@ def ccdf_contraction_check(factor_scale=1, noise_factor=2) -> ProofResult:
     ev = sp.Matrix(sp.symbols("e_0:4", real=True))
     after = (sp.eye(4) - proj) * a * ev
     pythagoras = (a * ev).dot(a * ev) - after.dot(after) - (proj * a * ev).dot(proj * a * ev)
-    return _combine(
-        _zero(a - exact_mean),
-        _zero(gap - (_s**2 - _sn**2) / (_v + _s**2)),
-        _zero(three - (_v + s3**2) / (_v + s0**2)),
-        _zero(to_zero - _v / (_v + s0**2)),
-        _zero(one_step),
-        _zero(recursion),
-        _zero(bound_gap),
-        _zero(coef0 - (_v / (_v + s0**2)) ** 2),
-        _zero(d_coef + 4 * _v**2 * s0 / (_v + s0**2) ** 3),
-        _zero(ancestral_noise_variance(s1, 0)),
-        _zero(pythagoras),
+    return combine(
+        rational_zero(a - exact_mean),
+        rational_zero(gap - (_s**2 - _sn**2) / (_v + _s**2)),
+        rational_zero(three - (_v + s3**2) / (_v + s0**2)),
+        rational_zero(to_zero - _v / (_v + s0**2)),
+        rational_zero(one_step),
+        rational_zero(recursion),
+        rational_zero(bound_gap),
+        rational_zero(coef0 - (_v / (_v + s0**2)) ** 2),
+        rational_zero(d_coef + 4 * _v**2 * s0 / (_v + s0**2) ** 3),
+        rational_zero(ancestral_noise_variance(s1, 0)),
+        rational_zero(pythagoras),
     )
 
 

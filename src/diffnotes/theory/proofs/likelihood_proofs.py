@@ -15,16 +15,10 @@ import random
 import mpmath
 import sympy as sp
 
-from .base import Proof, ProofResult, numeric_check, symbolic_zero
+from .base import Proof, ProofResult, combine, numeric_check, symbolic_zero
 
 __all__ = ["PROOFS", "vdm_step_kl_check", "vdm_limit_check", "vdm_invariance_check",
            "analytic_bounds_check", "tweedie_moment_check"]
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    method = "numeric" if any(r.method == "numeric" for r in results) else "symbolic"
-    return ProofResult(not bad, method, "0" if not bad else "; ".join(bad))
 
 
 t = sp.Symbol("t", positive=True)
@@ -52,7 +46,7 @@ def vdm_step_kl_check(factor=1) -> ProofResult:
 
     kl = (post_mean(x) - post_mean(x_hat)) ** 2 / (2 * post_var)  # equal variances
     snr_s, snr_t = a_s**2 / s_s**2, a_t**2 / s_t**2
-    return _combine(
+    return combine(
         symbolic_zero(post_var - s2_ts * s_s**2 / s_t**2),  # VDM's sigma_Q^2
         symbolic_zero(kl - factor * (snr_s - snr_t) * (x - x_hat) ** 2 / 2),
     )
@@ -110,7 +104,7 @@ def vdm_limit_check(factor=1, rate=sp.Rational(1, 4), T_values=(100, 1000, 10000
                                       f"{mpmath.nstr(gap, 8)}, predicted {mpmath.nstr(coef, 8)}"))
     falling = all(a > b for a, b in zip(values, values[1:])) and values[-1] > limit
     checks.append(ProofResult(falling, "numeric", "0" if falling else "L_T does not fall to L_inf"))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 # =============================================================================================
@@ -142,7 +136,7 @@ def vdm_invariance_check(factor=1) -> ProofResult:
         value = antiderivative.subs(t, 1) - antiderivative.subs(t, 0)
         checks.append(symbolic_zero(sp.diff(antiderivative, t) - integrand))
         checks.append(symbolic_zero(value - (factor if k else 1) * closed))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 # =============================================================================================
@@ -176,7 +170,7 @@ def analytic_bounds_check(factor=1) -> ProofResult:
     score_moment = sp.Symbol(r"\Gamma_n", nonnegative=True)
     var = ex2 - m**2
     slack = -(ex2 - (a + b) * m + a * b)  # -E(X - a)(X - b) = E(X - a)(b - X) >= 0
-    return _combine(
+    return combine(
         ProofResult(len(optimum) == 1, "symbolic", "0" if len(optimum) == 1 else str(optimum)),
         symbolic_zero(optimum[0] - (lam2 + gamma_n**2 * mse)),
         symbolic_zero(mu_tilde(x0) - mu_tilde(x0_mean) - gamma_n * (x0 - x0_mean)),
@@ -217,7 +211,7 @@ def tweedie_moment_check(factor=1, points: int = 20) -> ProofResult:
 
 
 def _check_analytic():
-    return _combine(analytic_bounds_check(), tweedie_moment_check())
+    return combine(analytic_bounds_check(), tweedie_moment_check())
 
 
 # =============================================================================================
@@ -251,7 +245,7 @@ VDM_DISCRETE = Proof(
         ("With SNR = exp(-gamma): -SNR'(t) = gamma'(t) SNR(t), and SNR ||x - x_hat||^2 = ||e - e_hat||^2, "
          "so L_inf = 1/2 E_t[gamma'(t) ||e - e_hat||^2] (VDM eq. 17; diffnotes.methods.vdm).", None),
     ],
-    check=lambda: _combine(vdm_step_kl_check(), vdm_limit_check()),
+    check=lambda: combine(vdm_step_kl_check(), vdm_limit_check()),
 )
 
 VDM_INVARIANCE = Proof(

@@ -17,7 +17,7 @@ from ..processes import (
     DENOISER, SIGMA, SIGMA_DATA, VP_B, VP_BETA, X, X0, beta_d, beta_min, ddpm_alpha_bar, edm_ode_drift,
     gamma_max, gamma_min, get_process, iddpm_u, sigma_min, t,
 )
-from .base import Proof, ProofResult, symbolic_zero
+from .base import Proof, ProofResult, combine, symbolic_zero
 
 __all__ = ["PROOFS", "schedule_gaps"]
 
@@ -26,13 +26,6 @@ u = sp.Symbol("u", positive=True)
 eps = sp.Symbol("epsilon", real=True)
 x_t = sp.Symbol("x_t", real=True)
 ab_t, ab_prev = sp.symbols(r"\bar{\alpha}_i \bar{\alpha}_{i-1}", positive=True)
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    """All parts must hold; the residual names the failing parts."""
-    bad = [r.residual for r in results if not r.ok]
-    method = "numeric" if any(r.method == "numeric" for r in results) else "symbolic"
-    return ProofResult(not bad, method, "0" if not bad else "; ".join(bad))
 
 
 def _factor_roots(expr):
@@ -99,7 +92,7 @@ def log_remainder_check(c=1, x_max=sp.Rational(1, 2)) -> ProofResult:
     sub = {xv: x_max * y / (1 + y)}
     lower = sp.factor(sp.together(sp.diff(rem, xv).subs(sub)))
     upper = sp.factor(sp.together(sp.diff(c * xv**2 - rem, xv).subs(sub)))
-    return _combine(_nonnegative(lower, "d/dx(-log(1-x) - x): "), _nonnegative(upper, f"d/dx({c} x^2 - remainder): "))
+    return combine(_nonnegative(lower, "d/dx(-log(1-x) - x): "), _nonnegative(upper, f"d/dx({c} x^2 - remainder): "))
 
 
 def _check_ddpm_to_vp():
@@ -115,7 +108,7 @@ def _check_ddpm_to_vp():
     riemann = sp.summation(VP_BETA.subs(t, j / N) / N, (j, 1, M)).subs(M, N * t)
     beta_max = beta_min + beta_d
     remainder_bound = N * t * (beta_max / N) ** 2
-    return _combine(
+    return combine(
         symbolic_zero([step_mean - em_mean, step_var - em_var]),
         _limit_zero(sp.expand(riemann - VP_B), N, label="Riemann sum: "),
         _limit_zero(remainder_bound, N, label="remainder: "),
@@ -171,7 +164,7 @@ def _check_smld_to_ve():
     if isinstance(increments, sp.Piecewise):  # the q = 1 branch is the degenerate constant schedule
         increments = increments.args[-1][0]
     total = sigma_1**2 + increments
-    return _combine(
+    return combine(
         symbolic_zero([total - sigma_1**2 * q ** (i - 1), sp.diff(q_value, j), sigma_1 - sigma_min,
                        sp.expand_power_base(sigma_1**2 * q_value ** (i - 1) - sched.subs(idx, i) ** 2, force=True)]),
         smld_step_variance_limit(smld.sigma, ve.g**2),
@@ -189,7 +182,7 @@ def smld_step_variance_limit(sigma_t, g2) -> ProofResult:
     step_rate = (sig**2 - sig.subs(t, t - h) ** 2) / h  # h = 1/N, so N -> oo is h -> 0+
     lim = sp.limit(step_rate, h, 0, "+")
     half = sp.limit(step_rate.subs(t, sp.Rational(1, 2)), h, 0, "+")
-    return _combine(symbolic_zero(lim - g2), symbolic_zero(half - g2.subs(t, sp.Rational(1, 2))))
+    return combine(symbolic_zero(lim - g2), symbolic_zero(half - g2.subs(t, sp.Rational(1, 2))))
 
 
 SMLD_TO_VE = Proof(
@@ -220,7 +213,7 @@ def _check_vp_unit_variance():
     _, var = vp.marginal_gaussian(c=c)
     # the variance of the marginal solves the moment ODE dV/dt = 2 f V + g^2 of the OU process
     moment_ode = sp.diff(var, t) - (2 * vp.f * var + vp.g**2)
-    return _combine(
+    return combine(
         symbolic_zero([vp.alpha**2 + vp.std**2 - 1, vdm.alpha**2 + vdm.std**2 - 1]),
         symbolic_zero(moment_ode),
         symbolic_zero(var.subs(c, 1) - 1),
@@ -252,7 +245,7 @@ def _check_subvp_below_vp():
     w = sp.Symbol("w", positive=True)  # e^B = 1 + w, w = sigma_VP^2 > 0
     diff = (vp.std**2 - sub.std**2).subs(VP_B, B)
     gap = sp.exp(-B) * (1 - sp.exp(-B))
-    return _combine(
+    return combine(
         symbolic_zero(vp.std**2 - sub.std**2 - gap.subs(B, VP_B)),
         symbolic_zero(sp.simplify(diff) - gap),
         _nonnegative(sp.simplify(gap.subs(B, sp.log(1 + w))), "gap: "),
@@ -289,7 +282,7 @@ def _check_ddim_euler():
     euler = x_t / sp.sqrt(ab_t) + (_ddim_sigma(ab_prev) - _ddim_sigma(ab_t)) * eps
     # the ODE of the ddim process (sigma = t, s = 1), with D = xbar - sigma eps, is d xbar/dt = eps
     ode = ddim.pf_ode_drift_denoiser(X, X - t * eps)
-    return _combine(symbolic_zero(x_prev / sp.sqrt(ab_prev) - euler), symbolic_zero(ode - eps))
+    return combine(symbolic_zero(x_prev / sp.sqrt(ab_prev) - euler), symbolic_zero(ode - eps))
 
 
 DDIM_EULER = Proof(
@@ -323,7 +316,7 @@ def _check_ddim_eta_one():
     # square root has a positive radicand SymPy can see
     a, d = sp.symbols("a d", positive=True)
     sub = {ab_prev: 1 / (1 + a), ab_t: 1 / (1 + a + d)}
-    return _combine(
+    return combine(
         symbolic_zero(sigma_eta(1) ** 2 - beta_tilde),
         symbolic_zero(sp.simplify((mean - mu_tilde).subs(sub))),
     )
@@ -359,8 +352,8 @@ def _check_sigma_only():
     s_f, sig_f, D = sp.Function("s")(t), sp.Function("sigma")(t), sp.Symbol("D", real=True)
     x_dot = edm_ode_drift(sig_f, s_f, X, D)
     xtilde_dot = (x_dot * s_f - X * sp.diff(s_f, t)) / s_f**2
-    return _combine(symbolic_zero(reparam),
-                    symbolic_zero(xtilde_dot - sp.diff(sig_f, t) * (X / s_f - D) / sig_f))
+    return combine(symbolic_zero(reparam),
+                   symbolic_zero(xtilde_dot - sp.diff(sig_f, t) * (X / s_f - D) / sig_f))
 
 
 SIGMA_ONLY = Proof(
@@ -401,7 +394,7 @@ def _check_edm_general_ode():
         p = get_process(name)
         sc = (DENOISER - X / p.scale) / (p.scale * p.sigma**2)
         checks.append(symbolic_zero(p.pf_ode_drift(X, sc) - p.pf_ode_drift_denoiser(X, DENOISER)))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 EDM_GENERAL_ODE = Proof(
@@ -444,7 +437,7 @@ def table1_sde_check(sdes=None) -> ProofResult:
         f_paper, g2_paper = sdes[name]
         checks.append(symbolic_zero(moment_residuals(p.scale, p.sigma, f_paper, g2_paper)))
         checks.append(symbolic_zero([p.f - f_paper, p.g**2 - g2_paper]))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 def _check_table1_columns():
@@ -457,7 +450,7 @@ def _check_table1_columns():
     vp = get_process("vp")
     # VP's c_in is its own scale: the network sees x_t = s (x0 + sigma n) as is
     checks.append(symbolic_zero(vp.table1["c_in"].subs(SIGMA, vp.sigma) - vp.scale))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 EDM_TABLE1 = Proof(
@@ -550,7 +543,7 @@ def vdm_edm_check(sigma_edm=None) -> ProofResult:
     # (3) the process objects carry the same (s, sigma) for this generic gamma
     vdm = get_process("vdm", gamma=gam)
     same = [vdm.scale - alpha, vdm.sigma - sigma_edm, vdm.f - f_vdm, vdm.g**2 - g2_vdm]
-    return _combine(symbolic_zero(kernel), symbolic_zero(ode), symbolic_zero(same))
+    return combine(symbolic_zero(kernel), symbolic_zero(ode), symbolic_zero(same))
 
 
 def _check_vdm_edm():
@@ -593,7 +586,7 @@ def _check_vdm_weight():
     p_sigma = (1 / sp.diff(sig_lin, t)).subs(t, lin.sigma_inv)
     w_lin = (-sp.diff(lin.snr, t) / 2).subs(t, lin.sigma_inv)
     lam = sp.simplify(w_lin)  # E_t[w(t) ||.||^2] = E_sigma[w ||.||^2] with sigma ~ p_sigma: lambda = w
-    return _combine(
+    return combine(
         symbolic_zero(weight_t - sp.diff(sig, t) / sig**3),
         symbolic_zero(lam - (gamma_max - gamma_min) / (2 * SIGMA**2)),
         symbolic_zero(p_sigma - 2 / ((gamma_max - gamma_min) * SIGMA)),
@@ -647,13 +640,13 @@ def iddpm_recursion_check(clip=True) -> ProofResult:
     engine, chain = np.asarray(iddpm_u()), np.asarray(iddpm_chain_u(clip=clip))
     rel = float(np.max(np.abs(engine - chain) / np.maximum(1.0, engine)))
     numeric = ProofResult(bool(rel < 1e-9), "numeric", "0" if rel < 1e-9 else f"max relative gap {rel:.3g} (u_0 = {chain[0]:.4g})")
-    return _combine(symbolic_zero(recursion), numeric)
+    return combine(symbolic_zero(recursion), numeric)
 
 
 def _check_iddpm():
     cos = get_process("iddpm")
     ab = cos.scale**2
-    return _combine(
+    return combine(
         symbolic_zero([cos.snr - ab / (1 - ab), cos.sigma**2 - (1 / ab - 1), cos.alpha**2 + cos.std**2 - 1]),
         iddpm_recursion_check(),
         ProofResult(GAPS["iddpm_u0"] > 1e3 and np.isfinite(GAPS["iddpm_u0"]), "symbolic",
@@ -729,7 +722,7 @@ def forward_map_check(power=2, sign=1) -> ProofResult:
         if isinstance(sig2, sp.Piecewise):  # the branch sigma_max != sigma_min (a real schedule)
             sig2 = next(e for e, cond in sig2.args if cond != sp.true)
         checks.append(symbolic_zero([s_p - p.scale, sig2 - (p.sigma**2 - p.sigma.subs(t, 0) ** 2)]))
-    return _combine(*checks)
+    return combine(*checks)
 
 
 FORWARD_MAP = Proof(

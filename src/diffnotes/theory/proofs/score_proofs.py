@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult, symbolic_zero
+from .base import Proof, cancelled, symbolic_zero
 
 __all__ = ["PROOFS", "CONVERSIONS", "edm_preconditioning", "gaussian_expectation"]
 
@@ -69,10 +69,6 @@ def edm_preconditioning(sigma_, sigma_data_):
             for k in ("c_skip", "c_out", "c_in")}
 
 
-def _all_zero(*exprs) -> ProofResult:
-    return symbolic_zero(list(exprs))
-
-
 # ===========================================================================================
 # Score of the Gaussian kernel = -n / (s sigma): the denoising score matching target
 # ===========================================================================================
@@ -80,7 +76,7 @@ def _check_kernel_score():
     x_t = s * (x0 + sigma * n)
     kernel = _normal_pdf(x, s * x0, s**2 * sigma**2)
     kernel_score = sp.diff(sp.log(kernel), x).subs(x, x_t)
-    return _all_zero(kernel_score + n / (s * sigma), (kernel_score + n / (s * sigma)).subs(s, 1))
+    return symbolic_zero([kernel_score + n / (s * sigma), (kernel_score + n / (s * sigma)).subs(s, 1)])
 
 
 KERNEL_SCORE = Proof(
@@ -118,7 +114,7 @@ def _check_conversions():
         _conv("v_to_denoiser", _conv("denoiser_to_v", D, x), x) - D,
         _conv("score_to_denoiser", _conv("denoiser_to_score", D, x), x) - D,
     ]
-    return _all_zero(*checks)
+    return symbolic_zero([*checks])
 
 
 CONVERSION_PROOF = Proof(
@@ -160,7 +156,7 @@ def _check_v_param():
     var_f = gaussian_expectation(f_target.subs({x0: sigma_data * z0, n: z1}) ** 2, z0, z1)
     v_edm = (a_e * n - s_e * x0)
     f_is_minus_v = ((x0 - pre["c_skip"] * x_hat) / pre["c_out"]) + v_edm
-    return _all_zero(*inversion, *variance, *edm, var_f - 1, f_is_minus_v)
+    return symbolic_zero([*inversion, *variance, *edm, var_f - 1, f_is_minus_v])
 
 
 V_PARAM = Proof(
@@ -211,7 +207,7 @@ def _check_tweedie():
     # (d) E[x0 | x_t] = D(x_t/s; sigma) = (x_t + s^2 sigma^2 grad log p_t(x_t)) / s
     denoiser_at = (y + sig2 * sp.diff(sp.log(f(y)), y)).subs(y, x / s)
     scaled_tweedie = denoiser_at - (x + s**2 * sig2 * score_t) / s
-    return _all_zero(pointwise / kernel, mixture, scale_rule, scaled_tweedie)
+    return symbolic_zero([pointwise / kernel, mixture, scale_rule, scaled_tweedie])
 
 
 TWEEDIE = Proof(
@@ -252,27 +248,23 @@ def _over_p(logp, drift, g2, rules=None):
     return tuple(e.subs(rules or {}) for e in pieces)
 
 
-def _zero(expr):
-    return sp.cancel(sp.together(sp.expand(expr)))
-
-
 def fokker_planck_residual(mean, var, drift, g2, rules=None):
     """(dp/dt + d/dx(f p) - g^2/2 d^2p/dx^2) / p for p = N(x; mean(t), var(t))."""
     pt, flux, curv = _over_p(_log_normal(mean, var), drift, g2, rules)
-    return _zero(pt + flux - g2 / 2 * curv)
+    return cancelled(pt + flux - g2 / 2 * curv)
 
 
 def continuity_residual(mean, var, velocity, rules=None):
     """(dp/dt + d/dx(v p)) / p for p = N(x; mean(t), var(t))."""
     pt, flux, _ = _over_p(_log_normal(mean, var), velocity, 0, rules)
-    return _zero(pt + flux)
+    return cancelled(pt + flux)
 
 
 def reverse_fp_residual(mean, var, drift, g2, rules=None):
     """Fokker-Planck of the reverse process (drift f - g^2 grad log p, time reversed), divided by p."""
     logp = _log_normal(mean, var)
     pt, flux, curv = _over_p(logp, drift - g2 * sp.diff(logp, x), g2, rules)
-    return _zero(-pt - flux - g2 / 2 * curv)
+    return cancelled(-pt - flux - g2 / 2 * curv)
 
 
 def _gaussian_cases():
@@ -306,7 +298,7 @@ def _check_fokker_planck():
         res.append(fokker_planck_residual(mean, var, drift, g2, rules))
         # PF-ODE velocity f - g^2/2 grad log p satisfies the continuity equation with the same p
         res.append(continuity_residual(mean, var, drift - g2 / 2 * sp.diff(_log_normal(mean, var), x), rules))
-    return _all_zero(*res)
+    return symbolic_zero([*res])
 
 
 FOKKER_PLANCK = Proof(
@@ -343,7 +335,7 @@ def _check_reverse():
     general = [reverse + forward, ode - forward]  # identically: forward FP holds => both hold
     # Gaussian data with VE / VP / general s, sigma: the reverse FP holds with the exact marginal.
     inst = [reverse_fp_residual(*case[1:]) for case in _gaussian_cases()]
-    return _all_zero(*general, *inst)
+    return symbolic_zero([*general, *inst])
 
 
 REVERSE = Proof(
@@ -405,7 +397,7 @@ def _check_dsm():
     gap = sp.simplify(dsm - esm)
     no_params = [sp.diff(gap, ai) for ai in a]
     constant = gap - (1 / sigma**2 - 1 / (c**2 + sigma**2))
-    return _all_zero(general, *no_params, constant)
+    return symbolic_zero([general, *no_params, constant])
 
 
 DSM = Proof(
@@ -460,7 +452,7 @@ def _check_analytic_dpm():
     model_mean = sp.sqrt(ab_p) * post_x0 + k * (xn_sym - sp.sqrt(ab_n) * post_x0) / sp.sqrt(bb_n)
     true_mean = m_p + cov / v_n * (xn_sym - m_n)
     marginal_consistent = [m_p - sp.sqrt(ab_p) * mu, v_p - (ab_p * c**2 + bb_p)]
-    return _all_zero(bao - true_var, model_mean - true_mean, *marginal_consistent)
+    return symbolic_zero([bao - true_var, model_mean - true_mean, *marginal_consistent])
 
 
 ANALYTIC_DPM = Proof(

@@ -23,19 +23,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .base import Proof, ProofResult
+from .base import Proof, ProofResult, combine, rational_zero
 
 __all__ = ["PROOFS", "conditional_score_check", "sample_error_check", "residual_shift_check"]
-
-
-def _zero(expr) -> ProofResult:
-    r = sp.cancel(sp.together(sp.expand(expr)))
-    return ProofResult(r == 0, "symbolic", "0" if r == 0 else str(r))
-
-
-def _combine(*results: ProofResult) -> ProofResult:
-    bad = [r.residual for r in results if not r.ok]
-    return ProofResult(not bad, "symbolic", "0" if not bad else "; ".join(bad))
 
 
 def _gauss_logpdf(z, mean, var):
@@ -63,7 +53,7 @@ def _general_tweedie(tweedie_factor=1, noise_shift=0) -> ProofResult:
     joint = kernel * q
     res = [sp.simplify((sp.diff(joint, xi) - (ui - xi) / (tweedie_factor * s**2) * joint) / joint)
            for xi, ui in zip(x, u)]
-    return _combine(*[_zero(r) for r in res])
+    return combine(*[rational_zero(r) for r in res])
 
 
 def _mixture_tweedie(tweedie_factor=1) -> ProofResult:
@@ -94,8 +84,8 @@ def _mixture_tweedie(tweedie_factor=1) -> ProofResult:
     at_mean = dict(zip(d, mean))
     grads = [sp.diff(loss, di).subs(at_mean) for di in d]
     hess = sp.hessian(loss, d) - 2 * sp.eye(2)
-    return _combine(*[_zero(sp.simplify(sc - tw)) for sc, tw in zip(score, tweedie)],
-                    *[_zero(sp.simplify(g)) for g in grads], *[_zero(sp.simplify(h)) for h in hess])
+    return combine(*[rational_zero(sp.simplify(sc - tw)) for sc, tw in zip(score, tweedie)],
+                   *[rational_zero(sp.simplify(g)) for g in grads], *[rational_zero(sp.simplify(h)) for h in hess])
 
 
 def _gaussian_bayes_split() -> ProofResult:
@@ -118,7 +108,7 @@ def _gaussian_bayes_split() -> ProofResult:
     score_cond = sp.diff(_gauss_logpdf(x, x_mean, x_var), x)
     y_mean, y_var = conditional(2, [1], [x])
     bayes = sp.diff(_gauss_logpdf(x, m, v + s**2) + _gauss_logpdf(y, y_mean, y_var), x)
-    return _combine(_zero(score_cond - (post_mean - x) / s**2), _zero(score_cond - bayes))
+    return combine(rational_zero(score_cond - (post_mean - x) / s**2), rational_zero(score_cond - bayes))
 
 
 def conditional_score_check(tweedie_factor=1, noise_shift=0) -> ProofResult:
@@ -129,8 +119,8 @@ def conditional_score_check(tweedie_factor=1, noise_shift=0) -> ProofResult:
     conditional mean is the unique minimiser of the conditional squared error; (3) the Bayes
     split, for a jointly Gaussian scalar model. ``tweedie_factor`` != 1 states a wrong formula;
     ``noise_shift`` != 0 breaks the independence of the noise from y."""
-    return _combine(_general_tweedie(tweedie_factor, noise_shift), _mixture_tweedie(tweedie_factor),
-                    _gaussian_bayes_split())
+    return combine(_general_tweedie(tweedie_factor, noise_shift), _mixture_tweedie(tweedie_factor),
+                   _gaussian_bayes_split())
 
 
 SR3_CONDITIONAL_SCORE = Proof(
@@ -185,7 +175,7 @@ def sample_error_check(factor=2) -> ProofResult:
     density = sp.exp(-(a - m) ** 2 / (2 * v) - (b - m) ** 2 / (2 * v)) / (2 * sp.pi * v)
     mse_sample = sp.integrate((a - b) ** 2 * density, (a, -sp.oo, sp.oo), (b, -sp.oo, sp.oo))
     mse_mean = sp.integrate((b - m) ** 2 * density, (a, -sp.oo, sp.oo), (b, -sp.oo, sp.oo))
-    return _zero(mse_sample - factor * mse_mean)
+    return rational_zero(mse_sample - factor * mse_mean)
 
 
 SR3_SAMPLE_ERROR = Proof(
@@ -248,12 +238,12 @@ def residual_shift_check(prior_factor=1, noise_map="scaled") -> ProofResult:
     prior_x = kl(sp.sqrt(ab) * x0, 1 - ab, 0, 1)
     prior_r = kl(sp.sqrt(ab) * (x0 - mu), 1 - ab, 0, 1)
     r0 = x0 - mu
-    return _combine(
-        _zero(d_x - composed),
-        _zero(mse - optimum),
-        _zero(sp.simplify(kl(a1 + delta, v1, a2 + delta, v2) - kl(a1, v1, a2, v2))),
-        _zero(prior_x - prior_r - prior_factor * ab * (x0**2 - r0**2) / 2),
-        _zero(sp.expand(mu + sp.sqrt(ab) * (x0 - mu)) - (sp.sqrt(ab) * x0 + (1 - sp.sqrt(ab)) * mu)),
+    return combine(
+        rational_zero(d_x - composed),
+        rational_zero(mse - optimum),
+        rational_zero(sp.simplify(kl(a1 + delta, v1, a2 + delta, v2) - kl(a1, v1, a2, v2))),
+        rational_zero(prior_x - prior_r - prior_factor * ab * (x0**2 - r0**2) / 2),
+        rational_zero(sp.expand(mu + sp.sqrt(ab) * (x0 - mu)) - (sp.sqrt(ab) * x0 + (1 - sp.sqrt(ab)) * mu)),
     )
 
 
