@@ -22,10 +22,12 @@ from diffnotes.features import (
 )
 from diffnotes.metrics import (
     bits_per_dim_from_nll,
+    denoising_error,
     frechet_digits_distance,
     frechet_distance,
     gmm_log_likelihood,
     mmd,
+    noisy_and_denoised,
     pf_ode_log_likelihood,
     psnr,
     sliced_wasserstein,
@@ -336,3 +338,63 @@ def test_pf_ode_rejects_bad_arguments():
         pf_ode_log_likelihood(gmm.denoiser, x, 1.0, 2.0)
     with pytest.raises(ValueError, match="nats, bits_per_dim"):
         pf_ode_log_likelihood(gmm.denoiser, x, 80.0, 1e-3, unit="bits")
+
+
+# -- held-out denoising error --------------------------------------------------------------------
+
+
+def _old_denoising_error(denoiser, x0, cond, sigma, generator):
+    """Frozen reference: the held-out error as methods/sr3.py wrote it before it moved here."""
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    sigmas = x0.new_full((x0.shape[0],), float(sigma))
+    return ((denoiser(x0 + sigma * noise, sigmas, cond) - x0) ** 2).mean().item()
+
+
+def _gaussian_denoiser(v):
+    """E[x0 | x0 + sigma n] for x0 ~ N(0, v I)."""
+    return lambda x, sigma, cond=None: v / (v + sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2) * x
+
+
+def test_denoising_error_is_the_gaussian_mmse():
+    v, sigma = 0.25, 0.8
+    x0 = v**0.5 * torch.randn(4000, 8, generator=gen(0), dtype=torch.float64)
+    err = denoising_error(_gaussian_denoiser(v), x0, sigma, generator=gen(1))
+    mmse = v * sigma**2 / (v + sigma**2)
+    assert abs(err - mmse) < 0.02 * mmse
+    # a false variant: the noisy input itself is not that close
+    noisy, _ = noisy_and_denoised(_gaussian_denoiser(v), x0, sigma, generator=gen(1))
+    assert float(((noisy - x0) ** 2).mean()) > 2 * mmse
+
+
+def test_denoising_error_equals_the_old_copy_and_its_per_sample_form():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(12, 6)
+
+    def denoiser(x, sigma, cond):  # a conditional denoiser (cond: a low-resolution image, say)
+        return net(torch.cat([x, cond], dim=1)) / (1 + sigma[:, None] ** 2)
+
+    x0, cond = torch.randn(32, 6, generator=gen(2)), torch.randn(32, 6, generator=gen(3))
+    with torch.no_grad():
+        old = _old_denoising_error(denoiser, x0, cond, 0.7, gen(4))
+    assert denoising_error(denoiser, x0, 0.7, cond=cond, generator=gen(4)) == old
+    per_sample = denoising_error(denoiser, x0, 0.7, cond=cond, generator=gen(4), reduction="none")
+    assert per_sample.shape == (32,)
+    torch.testing.assert_close(per_sample.mean().item(), old, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="reduction"):
+        denoising_error(denoiser, x0, 0.7, cond=cond, reduction="sum")
+
+
+def test_noisy_and_denoised_is_the_notebooks_denoising_gain_draw():
+    # the labs' "denoising gain at sigma": clean + sigma * randn from g, then D(noisy, full(sigma))
+    clean = torch.randn(10, 1, 4, 4, generator=gen(5))
+    seen = []
+
+    def denoiser(x, sigma):
+        seen.append(sigma)
+        return 0.5 * x
+
+    noisy, den = noisy_and_denoised(denoiser, clean, 0.5, generator=gen(6))
+    want = clean + 0.5 * torch.randn(clean.shape, generator=gen(6))
+    assert torch.equal(noisy, want) and torch.equal(den, 0.5 * want)
+    assert torch.equal(seen[0], torch.full((10,), 0.5))
+

@@ -12,6 +12,10 @@
   :func:`frechet_digits_distance` ("FDD") is the Fréchet distance alone in that space.
 * Restoration: :func:`psnr` and :func:`ssim` (Wang et al. 2004) for the super-resolution and
   inpainting chapters.
+* Denoising on held-out data at one noise level: :func:`noisy_and_denoised` (x0 + sigma n and
+  D(x0 + sigma n; sigma), n from a given generator) and :func:`denoising_error`, the squared error
+  of D against x0 (the denoising loss itself, unweighted), the one held-out denoising error of
+  the package.
 * Likelihood: :func:`pf_ode_log_likelihood` (the probability-flow ODE as a continuous
   normalising flow of Song et al. 2021) and :func:`bits_per_dim_from_nll`.
 
@@ -46,6 +50,8 @@ __all__ = [
     "psnr",
     "ssim",
     "high_frequency_energy",
+    "noisy_and_denoised",
+    "denoising_error",
     "bits_per_dim_from_nll",
     "pf_ode_log_likelihood",
 ]
@@ -470,6 +476,38 @@ def ssim(x, y, data_range: float = 2.0, win_size: int = 11, sigma: float = 1.5, 
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return _reduce(ssim_map.flatten(1).mean(dim=1), reduction)
+
+
+@torch.no_grad()
+def noisy_and_denoised(denoiser, x0: torch.Tensor, sigma: float, *, cond=None,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x0 + sigma n, D(x0 + sigma n; sigma))`` for held-out ``x0`` at one noise level.
+
+    ``n ~ N(0, I)`` is one draw of ``x0``'s shape and dtype from ``generator`` (so two models or two
+    conditions can be compared on the same noise); the denoiser gets ``sigma`` per sample and,
+    when ``cond`` is given, ``cond`` as its third argument (a label, a code, a low-resolution image).
+    """
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noisy = x0 + sigma * noise
+    sigmas = x0.new_full((x0.shape[0],), float(sigma))
+    denoised = denoiser(noisy, sigmas) if cond is None else denoiser(noisy, sigmas, cond)
+    return noisy, denoised
+
+
+@torch.no_grad()
+def denoising_error(denoiser, x0: torch.Tensor, sigma: float, *, cond=None,
+                    generator: torch.Generator | None = None, reduction: str = "mean"):
+    """Squared error ``|D(x0 + sigma n; sigma) - x0|^2`` on held-out ``x0`` at one noise level.
+
+    The noise and the call are those of :func:`noisy_and_denoised`. ``reduction="mean"``: the mean
+    over every value, a float; ``"none"``: each sample's mean over its values, shape (N,) (weight
+    it, e.g. by ``diffnotes.methods.edm.edm_weight``, for a weighted loss).
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    _, denoised = noisy_and_denoised(denoiser, x0, sigma, cond=cond, generator=generator)
+    error = (denoised - x0) ** 2
+    return error.mean().item() if reduction == "mean" else error.flatten(1).mean(dim=1)
 
 
 def high_frequency_energy(x, factor: int, reduction: str = "none"):
