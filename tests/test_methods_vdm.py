@@ -14,6 +14,7 @@ import torch
 from diffnotes import constants as K
 from diffnotes.methods import vdm
 from diffnotes.nets import MLP
+from diffnotes.parameterization import append_dims
 from diffnotes.precond import VPPrecond
 
 C = 0.5
@@ -21,7 +22,7 @@ C = 0.5
 
 class ExactDenoiser(torch.nn.Module):
     def forward(self, x, sigma, class_labels=None):
-        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        sigma = append_dims(torch.as_tensor(sigma, dtype=x.dtype), x)
         return C**2 / (C**2 + sigma**2) * x
 
 

@@ -51,8 +51,7 @@ def test_exact_quantities_and_vp_form():
     x0, n = torch.randn(2, 50, 3, 4, 4, dtype=torch.float64, generator=g)
     sigma = torch.rand(50, dtype=torch.float64, generator=g) * 10 + 0.01  # per-sample, image-shaped x
     s = P.vp_scale(sigma)
-    sb = s.reshape(-1, 1, 1, 1)
-    sgb = sigma.reshape(-1, 1, 1, 1)
+    sb, sgb = P.append_dims(s, x0), P.append_dims(sigma, x0)
     x_t = sb * (x0 + sgb * n)
     alpha, sigma_vp = sb, sb * sgb
     torch.testing.assert_close(alpha**2 + sigma_vp**2, torch.ones_like(alpha))
@@ -91,7 +90,7 @@ def test_wrap_recovers_the_exact_denoiser(prediction):
     g = torch.Generator().manual_seed(3)
     x = gmm.sample(64, generator=g)
     for sigma in (torch.tensor(0.3, dtype=torch.float64), torch.rand(64, dtype=torch.float64, generator=g) * 5 + 0.05):
-        x_hat = x + torch.as_tensor(sigma).reshape(-1, 1) * torch.randn(x.shape, dtype=torch.float64, generator=g)
+        x_hat = x + P.append_dims(sigma, x) * torch.randn(x.shape, dtype=torch.float64, generator=g)
         torch.testing.assert_close(denoiser(x_hat, sigma), gmm.denoiser(x_hat, sigma), rtol=1e-10, atol=1e-10)
 
 
