@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from . import bench_command, book_commands, sample_command, train_command
+from . import bench_command, book_commands, leaderboard_command, sample_command, train_command
 from .args import Parser, UserError, fail
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="python -m diffnotes",
-                    description="proofs, tables, train, sample, bench")
+                    description="proofs, tables, train, sample, bench, leaderboard")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (book_commands, train_command, sample_command, bench_command):
+    for module in (book_commands, train_command, sample_command, bench_command,
+                   leaderboard_command):
         module.add_commands(sub)
     return parser
 
