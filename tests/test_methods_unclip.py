@@ -127,3 +127,15 @@ def test_clip_constants_come_from_constants_and_keep_the_recorded_values():
     z_i = torch.nn.functional.normalize(model.image(images), dim=1)
     z_t = torch.nn.functional.normalize(model.caption(tokens), dim=1)
     assert torch.allclose(model.logits(images, tokens), 100.0 * z_i @ z_t.T, rtol=1e-6, atol=0)
+
+
+def test_toy_clip_keeps_its_recorded_weights():
+    # issue 24: the image encoder is nets.silu_mlp; state-dict hash on seed 0 recorded before
+    import hashlib
+
+    torch.manual_seed(0)
+    h = hashlib.sha256()
+    for name, value in ToyCLIP(16, 32).state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    assert h.hexdigest()[:16] == "0ab402fcf6bf4a70"

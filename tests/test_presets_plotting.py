@@ -139,3 +139,20 @@ def test_formulations_are_the_losses_the_cli_trains():
     from diffnotes.methods.edm import LOSSES
 
     assert presets.FORMULATIONS == tuple(LOSSES)
+
+
+def test_presets_and_nets_import_no_paper_module():
+    # issue 24: builders sit below methods/ (which import them) and recipes/ (which train them)
+    import ast
+    from pathlib import Path
+
+    import diffnotes
+
+    root = Path(diffnotes.__file__).parent
+    for module in ("presets.py", "nets.py"):
+        tree = ast.parse((root / module).read_text(encoding="utf-8"))
+        names = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        names += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+        upward = [n for n in names if n.lstrip(".").split(".")[0] in ("methods", "recipes", "cli")
+                  or n.startswith(("diffnotes.methods", "diffnotes.recipes", "diffnotes.cli"))]
+        assert not upward, f"{module} imports {upward}"

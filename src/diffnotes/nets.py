@@ -11,7 +11,8 @@ network class serves DDPM, SMLD/VE, iDDPM and EDM chapters alike.
   vector read beside the input (retrieved neighbours, CLIP-style embeddings, a learned code);
 * :class:`UNet` -- the DDPM/ADM U-Net (its paper presets ``UNet.ddpm_cifar10`` and
   ``UNet.digits``; the labs' small configurations are built by ``diffnotes.presets.small_unet``);
-* :class:`ScoreNet` -- one noise level, no conditioning: a backbone as a score model ``s(x)``.
+* :class:`ScoreNet` -- one noise level, no conditioning: a backbone as a score model ``s(x)``;
+* :func:`silu_mlp` -- a plain two-hidden-layer SiLU MLP (encoders and decoders, no noise input).
 
 Every paper module builds its networks from these (``diffnotes.presets`` holds the builders
 that several modules share), so a backbone is written once. Used in the book by the lab
@@ -36,6 +37,7 @@ __all__ = [
     "VectorConditionedMLP",
     "UNet",
     "ScoreNet",
+    "silu_mlp",
     "count_parameters",
     "check_sizes",
 ]
@@ -194,6 +196,13 @@ class MLP(nn.Module):
         for fc1, fc2, proj in zip(self.fc1, self.fc2, self.emb_proj):
             h = h + fc2(F.silu(fc1(F.silu(h)) + proj(emb)))
         return self.out(F.silu(h))
+
+
+def silu_mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """``Linear -> SiLU -> Linear -> SiLU -> Linear``: two hidden layers of width ``hidden``, the
+    plain feature map the method modules' encoders and decoders use (no noise input)."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                         nn.SiLU(), nn.Linear(hidden, d_out))
 
 
 class FlatMLP(nn.Module):

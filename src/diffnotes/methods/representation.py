@@ -36,7 +36,7 @@ from torch import nn
 
 from diffnotes import constants as K
 from diffnotes.methods.edm import edm_weight
-from diffnotes.nets import VectorConditionedMLP, check_sizes
+from diffnotes.nets import VectorConditionedMLP, check_sizes, silu_mlp
 from diffnotes.parameterization import append_dims
 from diffnotes.precond import EDMPrecond
 from diffnotes.theory.numeric import log_uniform_sigma
@@ -46,11 +46,6 @@ __all__ = ["Encoder", "RepresentationDenoiser",
            "linear_probe", "denoising_mse"]
 
 
-def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                         nn.SiLU(), nn.Linear(hidden, d_out))
-
-
 class Encoder(nn.Module):
     """``z = E(x0)``: the flattened image through a two-hidden-layer MLP to ``code_dim``."""
 
@@ -58,7 +53,7 @@ class Encoder(nn.Module):
         super().__init__()
         check_sizes(dim=dim, code_dim=code_dim, hidden=hidden)
         self.dim, self.code_dim = dim, code_dim
-        self.net = _mlp(dim, hidden, code_dim)
+        self.net = silu_mlp(dim, hidden, code_dim)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         flat = x0.reshape(x0.shape[0], -1)
@@ -145,7 +140,7 @@ class Autoencoder(nn.Module):
     def __init__(self, dim: int = 64, code_dim: int = 8, hidden: int = 256):
         super().__init__()
         self.encoder = Encoder(dim, code_dim, hidden)
-        self.decoder = _mlp(code_dim, hidden, dim)
+        self.decoder = silu_mlp(code_dim, hidden, dim)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x0)).reshape(x0.shape)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import constants as K
 from ..features import digits_classify
-from ..nets import MLP
+from ..nets import MLP, silu_mlp
 from ..precond import EDMPrecond
 
 __all__ = ["VOCAB", "ink", "ink_thresholds", "stroke_labels", "caption_tokens", "caption_text",
@@ -81,12 +81,12 @@ def caption_text(tokens: torch.Tensor) -> list[str]:
 
 
 class ImageEncoder(nn.Module):
-    """Flattened 8x8 image -> ``dim``-vector (an MLP; the paper's CLIP uses a ViT or ResNet)."""
+    """Flattened 8x8 image -> ``dim``-vector (``nets.silu_mlp``; the paper's CLIP uses a ViT or
+    ResNet)."""
 
     def __init__(self, dim: int = 16, hidden: int = 128, pixels: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(pixels, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, dim))
+        self.net = silu_mlp(pixels, hidden, dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.reshape(images.shape[0], -1))
