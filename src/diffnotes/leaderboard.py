@@ -899,13 +899,37 @@ def rank_rows(per_row: dict[str, list[float]], better: str = "lower") -> dict[st
                        for o in keys if o != k) for k in keys}
 
 
-def _fmt(values, digits=3) -> str:
-    from .results import fmt_interval
+def _decimals(x: float) -> int:
+    """Decimals that keep about three significant digits (none above 100)."""
+    if not math.isfinite(x) or x == 0:
+        return 2
+    return max(0, min(3, 2 - math.floor(math.log10(abs(x)))))
 
-    values = [v for v in values if v is not None]
+
+def _fmt(values) -> str:
+    """Mean ± the 95% t-interval's half-width (just the value for one seed; "–" for none)."""
+    from .results import t_interval
+
+    values = [float(v) for v in values if v is not None]
     if not values:
         return "–"
-    return fmt_interval(values, digits)
+    mean, low, high = t_interval(values)
+    d = _decimals(mean)
+    if math.isnan(low):
+        return f"{mean:.{d}f}"
+    return f"{mean:.{d}f} ± {(high - low) / 2:.{d}f}"
+
+
+def _fmt_nfe(values) -> str:
+    """NFE: one integer when every seed used the same count (the fixed samplers)."""
+    values = [int(v) for v in values]
+    return str(values[0]) if len(set(values)) == 1 else _fmt(values)
+
+
+def _band(summary: dict, order: list[str], name: str) -> list[float]:
+    """The real-vs-real band per seed: every row of a seed is scored against the same real
+    halves at the same N, so one row's band per seed is the band."""
+    return list(summary[order[0]][f"band_{name}"]) if order else []
 
 
 def _table_markdown(results: dict[str, list[dict]], judged: bool) -> str:
@@ -914,8 +938,7 @@ def _table_markdown(results: dict[str, list[dict]], judged: bool) -> str:
     summary = summarise(results)
     order = [k for k in ROWS if k in summary]
     ranks = rank_rows({k: summary[k]["kd"] for k in order}) if judged else {k: None for k in order}
-    band = {name: [v for k in order for v in summary[k][f"band_{name}"]]
-            for name in ("kd", "fd", "precision", "recall")}
+    band = {name: _band(summary, order, name) for name in ("kd", "fd", "precision", "recall")}
     head = ("| rank | method | NFE | KD ×10³ | Fréchet | precision | recall | bits/dim | "
             "sample CPU s / 100 | train CPU s |")
     lines = [head, "|" + "---|" * 10]
@@ -925,14 +948,11 @@ def _table_markdown(results: dict[str, list[dict]], judged: bool) -> str:
         s, row = summary[k], ROWS[k]
         rank = "–" if ranks[k] is None else str(ranks[k])
         lines.append(
-            f"| {rank} | {cell(row.label)} ([{row.paper}](papers/{row.paper}.md)) | {_fmt(s['nfe'])} | "
+            f"| {rank} | {cell(row.label)} ([{row.paper}](papers/{row.paper}.md)) | {_fmt_nfe(s['nfe'])} | "
             f"{_fmt(s['kd'])} | {_fmt(s['fd'])} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | "
             f"{_fmt(s['bpd'])} | {_fmt(s['sample_s'])} | {_fmt(s['train_s'])} |")
-    nfe_names = []
-    for k in order:
-        for name in summary[k]["by_nfe"]:
-            if name not in nfe_names:
-                nfe_names.append(name)
+    numbers = sorted({int(n) for k in order for n in summary[k]["by_nfe"] if n != "default"})
+    nfe_names = [str(n) for n in numbers] + ["default"]
     lines += ["", "Kernel distance ×10³ by NFE (\"default\": the row above):", "",
               "| method | " + " | ".join(f"NFE {n}" for n in nfe_names) + " |",
               "|---|" + "---|" * len(nfe_names)]
@@ -995,7 +1015,7 @@ def figure_quality_vs_nfe(results: dict[str, list[dict]] | None = None):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls="-" if i < 10 else "--",
                 label=k)
     if order:
-        band = [v for k in order for v in summary[k]["band_kd"]]
+        band = _band(summary, order, "kd")
         ax.axhline(sum(band) / len(band), color="0.5", ls=":", label="real vs real")
     ax.set(xscale="log", xlabel="NFE (measured)", ylabel="KD ×10³ (lower is better)")
     ax.legend(fontsize=10, ncol=2, loc="upper right")
