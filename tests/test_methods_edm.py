@@ -70,3 +70,61 @@ def test_a_wrong_log_uniform_draw_is_caught():
     wrong = 0.1 + u * (10.0 - 0.1)
     theory = numeric.table1("ve", "edm", sigma_min=0.1, sigma_max=10.0).train_sigma(u)
     assert not torch.allclose(wrong, theory, rtol=1e-6)
+
+
+def _old_vp_loss(model, x0):
+    """Frozen copy of ``edm.VPLoss()`` before VP training was routed to ``ScoreSDELoss("vp")``:
+    t = 1 + u (epsilon_t - 1), sigma = sigma_VP(t), lambda = 1 / sigma^2 (EDM Table 1)."""
+    from diffnotes import constants as K
+    from diffnotes.parameterization import append_dims
+
+    sigma = numeric.vp_sigma(1 + torch.rand(x0.shape[0]) * (K.VP_EPS_T - 1))
+    denoised = model(x0 + torch.randn_like(x0) * append_dims(sigma, x0), sigma)
+    return (append_dims(1 / sigma**2, x0) * (denoised - x0) ** 2).flatten(1).mean(dim=1)
+
+
+def test_vp_training_is_score_sde_loss_on_vp(monkeypatch):
+    # EDM's VP column and Score SDE's loss on the VP SDE are one loss: t uniform on (epsilon_t, 1)
+    # (mirrored: 1 + u (eps - 1) = eps + (1 - eps)(1 - u)), sigma = sigma_VP(t), weight 1/sigma^2.
+    # Fed the same uniform draw (mirrored) and the same noise, the two give the same losses.
+    from diffnotes.methods.edm import LOSSES
+    from diffnotes.methods.score_sde import ScoreSDELoss
+
+    assert LOSSES["vp"] is ScoreSDELoss and ScoreSDELoss().sde == "vp"
+    u = torch.rand(256, generator=torch.Generator().manual_seed(5), dtype=F64)
+    x0 = torch.randn(256, 3, generator=torch.Generator().manual_seed(6))
+
+    def model(x, sigma, class_labels=None):
+        return 0.7 * x
+
+    def rand_returning(values):
+        return lambda *shape, dtype=None, device=None, **kw: values.to(dtype or torch.float32)
+
+    monkeypatch.setattr(torch, "rand", rand_returning(1 - u))
+    torch.manual_seed(0)
+    new = LOSSES["vp"]()(model, x0)
+    monkeypatch.setattr(torch, "rand", rand_returning(u))
+    torch.manual_seed(0)
+    old = _old_vp_loss(model, x0)
+    # equal up to the old loss's float32 time: 1 + u (eps - 1) cancels near t = eps (relative
+    # error up to ~1e-3 of a small t there); the Score SDE loss draws t in float64
+    torch.testing.assert_close(new, old, rtol=1e-3, atol=0)
+    assert float(((new - old) / old).abs().median()) < 1e-6
+    # a false variant: without the mirror the draws (and losses) differ
+    monkeypatch.setattr(torch, "rand", rand_returning(u))
+    torch.manual_seed(0)
+    assert not torch.allclose(LOSSES["vp"]()(model, x0), old, rtol=1e-2)
+
+
+def test_score_sde_vp_draw_is_table1_vp_training_draw():
+    from diffnotes.methods.score_sde import ScoreSDELoss
+
+    loss = ScoreSDELoss("vp")
+    u = torch.rand(200, generator=torch.Generator().manual_seed(4), dtype=F64)
+    theory = numeric.table1("vp")
+    assert theory.train_draw == "uniform"
+    # the loss's time eps + (1 - eps) u is Table 1's 1 + u' (eps - 1) at u' = 1 - u
+    torch.testing.assert_close(loss.sigma(loss.eps + (1 - loss.eps) * u), theory.train_sigma(1 - u),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(1 / theory.train_sigma(u) ** 2, theory.loss_weight(theory.train_sigma(u)),
+                               rtol=1e-12, atol=0)

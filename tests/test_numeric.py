@@ -8,7 +8,7 @@ import sympy as sp
 import torch
 
 from diffnotes import constants as K
-from diffnotes.methods.edm import EDMLoss, VELoss, VPLoss
+from diffnotes.methods.edm import EDMLoss, VELoss
 from diffnotes.methods.ncsn import ncsn_sigmas
 from diffnotes.sampling import sigma_schedule
 from diffnotes.theory import get_process, numeric
@@ -78,8 +78,8 @@ LOSS_COLUMNS = [(EDMLoss(), ("edm", None), {}),
                 (EDMLoss(P_mean=0.3, P_std=0.5, sigma_data=1.0), ("edm", None),
                  dict(P_mean=0.3, P_std=0.5, sigma_data=1.0)),
                 (VELoss(), ("ve", "edm"), {}),
-                (VELoss(sigma_min=0.1, sigma_max=10.0), ("ve", "edm"), dict(sigma_min=0.1, sigma_max=10.0)),
-                (VPLoss(), ("vp", None), {})]
+                (VELoss(sigma_min=0.1, sigma_max=10.0), ("ve", "edm"), dict(sigma_min=0.1, sigma_max=10.0))]
+# the VP column is trained by score_sde.ScoreSDELoss("vp"): tests/test_methods_edm.py checks its draw
 
 
 @pytest.mark.parametrize("loss, column, params", LOSS_COLUMNS, ids=[f"{c[1][0]}-{i}" for i, c in enumerate(LOSS_COLUMNS)])

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from diffnotes.data import gmm_ring
-from diffnotes.methods.edm import EDMLoss, VELoss, VPLoss
+from diffnotes.methods.edm import EDMLoss, VELoss
+from diffnotes.methods.score_sde import ScoreSDELoss
 from diffnotes.nets import MLP, UNet
 from diffnotes.precond import EDMPrecond, VEPrecond, VPPrecond
 from diffnotes.train import CKPT_NAME, CheckpointError, TrainingDiverged, fit, load_checkpoint
@@ -45,7 +46,7 @@ class Recorder(nn.Module):
 
 @pytest.mark.parametrize(
     "loss_fn, precond",
-    [(EDMLoss(), EDMPrecond), (VPLoss(), VPPrecond), (VELoss(), VEPrecond)],
+    [(EDMLoss(), EDMPrecond), (ScoreSDELoss("vp"), VPPrecond), (VELoss(), VEPrecond)],
     ids=["edm", "vp", "ve"],
 )
 def test_untrained_network_has_unit_expected_loss(loss_fn, precond):
@@ -60,7 +61,7 @@ def test_untrained_network_has_unit_expected_loss(loss_fn, precond):
     assert abs(float(loss.mean()) - 1.0) < 0.04, float(loss.mean())
 
 
-@pytest.mark.parametrize("name, parameterization, loss_fn", [("edm", None, EDMLoss()), ("vp", None, VPLoss()),
+@pytest.mark.parametrize("name, parameterization, loss_fn", [("edm", None, EDMLoss()), ("vp", None, ScoreSDELoss("vp")),
                                                             ("ve", "edm", VELoss())], ids=["edm", "vp", "ve"])
 def test_loss_weight_equals_the_theory(name, parameterization, loss_fn):
     # A denoiser that is off by exactly 1 everywhere makes the per-sample loss equal lambda(sigma).
@@ -99,7 +100,7 @@ def test_noise_level_distributions():
 
     pre = VPPrecond(Zero())
     rec = Recorder(pre)
-    VPLoss()(rec, x0)
+    ScoreSDELoss("vp")(rec, x0)
     t = pre.sigma_inv(rec.sigmas[-1].double())
     assert float(t.min()) >= 1e-5 - 1e-7 and float(t.max()) <= 1 + 1e-6
     assert abs(float(t.mean()) - 0.5) < 0.02  # t ~ U(epsilon_t, 1)

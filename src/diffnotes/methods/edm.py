@@ -1,4 +1,4 @@
-"""Denoising score-matching losses of the three formulations compared by EDM (Karras et al. 2022).
+"""Denoising score-matching losses of the formulations compared by EDM (Karras et al. 2022).
 
 Each loss draws a noise level per sample from its training distribution p_train(sigma), adds
 noise, and weights the squared denoising error by lambda(sigma) (EDM Table 1, "Training"):
@@ -10,8 +10,14 @@ The squared error is averaged over the non-batch dimensions, so the returned ten
 scale differs). Randomness comes from torch's global generator, which ``diffnotes.train.fit``
 seeds and checkpoints.
 
+Here: :class:`EDMLoss` (EDM's column), :class:`VELoss` (VE, NCSN++) and :func:`edm_weight`. The VP
+column (DDPM++: t ~ U(epsilon_t, 1), sigma = sigma_VP(t), lambda = 1/sigma^2) is Score SDE's
+loss on the VP SDE, :class:`diffnotes.methods.score_sde.ScoreSDELoss` with ``sde="vp"``, written
+once there; ``LOSSES["vp"]`` is that class (``tests/test_methods_edm.py`` shows the two columns'
+draws and weights agree).
+
 Used in the book by the EDM chapter, the VP (DDPM++) and VE (NCSN++) lab notebooks, and
-``python -m diffnotes train --method edm|vp|ve``.
+``python -m diffnotes train --method edm|vp|ve`` (through :data:`LOSSES`).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch
 
 from .. import constants as K
 from ..parameterization import append_dims
-from ..theory.numeric import log_uniform_sigma, vp_sigma
+from ..theory.numeric import log_uniform_sigma
+from .score_sde import ScoreSDELoss
 
-__all__ = ["edm_weight", "EDMLoss", "VPLoss", "VELoss", "LOSSES"]
+__all__ = ["edm_weight", "EDMLoss", "VELoss", "LOSSES"]
 
 
 def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
@@ -58,17 +65,6 @@ class _DenoisingLoss:
         return (append_dims(self.weight(sigma), x0) * (D_yn - x0) ** 2).flatten(1).mean(dim=1)
 
 
-class VPLoss(_DenoisingLoss):
-    """VP (DDPM++, Song et al. 2021): t ~ U(epsilon_t, 1), sigma = sigma_VP(t), lambda = 1/sigma^2."""
-
-    def __init__(self, beta_d: float = K.VP_BETA_D, beta_min: float = K.VP_BETA_MIN,
-                 epsilon_t: float = K.VP_EPS_T):
-        self.beta_d, self.beta_min, self.epsilon_t = beta_d, beta_min, epsilon_t
-
-    def sigma_from(self, draw):
-        return vp_sigma(1 + draw * (self.epsilon_t - 1), beta_d=self.beta_d, beta_min=self.beta_min)
-
-
 class VELoss(_DenoisingLoss):
     """VE (NCSN++ / SMLD): log sigma ~ U(log sigma_min, log sigma_max), lambda = 1/sigma^2."""
 
@@ -95,4 +91,6 @@ class EDMLoss(_DenoisingLoss):
         return edm_weight(sigma, self.sigma_data)
 
 
-LOSSES = {"edm": EDMLoss, "vp": VPLoss, "ve": VELoss}
+# EDM Table 1's three training columns by name; each is called with the preconditioning's
+# keyword arguments (``sigma_data`` for EDM, none for VP and VE).
+LOSSES = {"edm": EDMLoss, "vp": ScoreSDELoss, "ve": VELoss}
