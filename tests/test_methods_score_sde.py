@@ -7,6 +7,7 @@ import torch
 
 from diffnotes.methods import gotta_go_fast as ggf
 from diffnotes.methods import score_sde
+from diffnotes.parameterization import append_dims
 
 F64 = torch.float64
 
@@ -31,8 +32,7 @@ PARAMS = {"vp": {}, "subvp": {}, "ve": {"sigma_max": 5.0}}
 
 def _gauss(x, sigma):
     """E[x0 | x0 + sigma n] for x0 ~ N(0, I)."""
-    s = torch.as_tensor(sigma, dtype=x.dtype)
-    return x / (1 + (s.reshape(-1, *([1] * (x.ndim - 1))) if s.ndim else s) ** 2)
+    return x / (1 + append_dims(torch.as_tensor(sigma, dtype=x.dtype), x) ** 2)
 
 
 def test_reverse_drift_is_f_x_minus_g_squared_score():

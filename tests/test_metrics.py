@@ -33,6 +33,7 @@ from diffnotes.metrics import (
     sliced_wasserstein,
     ssim,
 )
+from diffnotes.parameterization import append_dims
 
 
 
@@ -352,7 +353,7 @@ def _old_denoising_error(denoiser, x0, cond, sigma, generator):
 
 def _gaussian_denoiser(v):
     """E[x0 | x0 + sigma n] for x0 ~ N(0, v I)."""
-    return lambda x, sigma, cond=None: v / (v + sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2) * x
+    return lambda x, sigma, cond=None: v / (v + append_dims(sigma, x) ** 2) * x
 
 
 def test_denoising_error_is_the_gaussian_mmse():
@@ -371,7 +372,7 @@ def test_denoising_error_equals_the_old_copy_and_its_per_sample_form():
     net = torch.nn.Linear(12, 6)
 
     def denoiser(x, sigma, cond):  # a conditional denoiser (cond: a low-resolution image, say)
-        return net(torch.cat([x, cond], dim=1)) / (1 + sigma[:, None] ** 2)
+        return net(torch.cat([x, cond], dim=1)) / (1 + append_dims(sigma, x) ** 2)
 
     x0, cond = torch.randn(32, 6, generator=gen(2)), torch.randn(32, 6, generator=gen(3))
     with torch.no_grad():
