@@ -421,13 +421,16 @@ class Row:
 
 
 def _noise(task, n, generator):
-    return torch.randn((n, *task.shape), generator=generator)
+    """Noise drawn on the CPU with ``generator`` and moved to the task's device (same samples
+    on every device for a seed)."""
+    return torch.randn((n, *task.shape), generator=generator).to(task.device)
 
 
 def _sample_ddpm(model, task, n, nfe, generator):
     from .methods import ddpm
 
-    return ddpm.sample(model, (n, *task.shape), _ddpm_chain(), steps=nfe, generator=generator)
+    return ddpm.sample(model, (n, *task.shape), _ddpm_chain(), steps=nfe, generator=generator,
+                       device=task.device)
 
 
 def _sample_ddim(model, task, n, nfe, generator):
@@ -443,7 +446,7 @@ def _analytic_tables(model, task, chain, K_steps, generator):
 
     short, kept = chain.respace(K_steps)
     pick = torch.randperm(task.train.shape[0], generator=generator)[:64]
-    moments = analytic_dpm.score_norm_moments(_raw(model), task.train[pick], chain, kept,
+    moments = analytic_dpm.score_norm_moments(_raw(model), task.train[pick].to(task.device), chain, kept,
                                               generator=generator)
     return short, analytic_dpm.analytic_variance(short, moments)["variance"]
 
@@ -452,27 +455,28 @@ def _sample_analytic(model, task, n, nfe, generator):
     from .methods import analytic_dpm
 
     short, variance = _analytic_tables(model, task, _ddpm_chain(), nfe, generator)
-    return analytic_dpm.sample(model, (n, *task.shape), short, variance, generator=generator)
+    return analytic_dpm.sample(model, (n, *task.shape), short, variance, generator=generator,
+                               device=task.device)
 
 
 def _sample_iddpm(model, task, n, nfe, generator):
     from .methods import iddpm
 
     return iddpm.sample(_raw(model), (n, *task.shape), _iddpm_chain(), steps=nfe,
-                        generator=generator)
+                        generator=generator, device=task.device)
 
 
 def _sample_sd(model, task, n, nfe, generator):
     from .methods import sohl_dickstein as sd
 
-    return sd.sample(_raw(model), (n, *task.shape), generator=generator)
+    return sd.sample(_raw(model), (n, *task.shape), generator=generator, device=task.device)
 
 
 def _sample_ncsn(model, task, n, nfe, generator):
     from .methods import ncsn
 
     per_level = max(1, round((nfe - 1) / 10))  # 10 levels, then the final denoising step
-    x = torch.rand((n, *task.shape), generator=generator) * 2 - 1
+    x = (torch.rand((n, *task.shape), generator=generator) * 2 - 1).to(task.device)
     return ncsn.annealed_langevin(model, x, ncsn.ncsn_sigmas(10, 10.0, 0.01), epsilon=NCSN_EPSILON,
                                   n_steps_each=per_level, final_denoise=True, generator=generator)
 
@@ -483,7 +487,7 @@ def _sde_sampler(sde: str, solver: str):
         from .methods import score_sde
 
         params = _ve_params() if sde == "ve" else {}
-        x = score_sde.prior_sample(sde, (n, *task.shape), generator, **params)
+        x = score_sde.prior_sample(sde, (n, *task.shape), generator, **params).to(task.device)
         levels = score_sde.time_sigmas(sde, max(2, (nfe + 1) // 2), **params).to(x.dtype)
         return sampling.sample(model, x, levels, solver, generator=generator)
 
@@ -494,7 +498,7 @@ def _sample_ggf(model, task, n, nfe, generator):
     from .methods import gotta_go_fast as ggf
     from .methods import score_sde
 
-    x = score_sde.prior_sample("vp", (n, *task.shape), generator)
+    x = score_sde.prior_sample("vp", (n, *task.shape), generator).to(task.device)
     xs, _ = ggf.adaptive_sample(model, "vp", x, eps_abs=EPS_ABS, eps_rel=GGF_REL,
                                 generator=generator)
     return xs
@@ -514,9 +518,12 @@ def _sample_heun(model, task, n, nfe, generator):
 
 
 def _vdm_sigmas(model, nfe):
-    t = torch.linspace(1.0, 0.0, nfe + 1)[:-1]
+    """EDM's sigma = exp(gamma / 2) on a uniform time grid 1 -> 0 (VDM's SNR is exp(-gamma)),
+    then 0."""
+    device = next(model.parameters()).device
+    t = torch.linspace(1.0, 0.0, nfe + 1)[:-1].to(device)
     with torch.no_grad():
-        gamma = model.gamma(t).double().flatten()
+        gamma = model.gamma(t).double().flatten().cpu()
     return torch.cat([torch.exp(gamma / 2), torch.zeros(1, dtype=torch.float64)])
 
 
