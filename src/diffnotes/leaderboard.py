@@ -37,7 +37,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,7 +55,6 @@ STORED_FULL = Path(__file__).parent / "data" / "leaderboard_full.json"
 LEVELS = 17  # the digits' grey levels (0..16): the discretized decoders' bins
 EPS_ABS = 0.0078  # Gotta Go Fast's absolute tolerance for data in [-1, 1] (as its lab)
 GGF_REL = 0.1  # the relative tolerance its lab uses on digits
-NCSN_EPSILON = 2e-5  # NCSN's step size (as its lab)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,7 +366,7 @@ def _loss_ve(task, budget):
 def _loss_ncsn(task, budget):
     from .methods import ncsn
 
-    return ncsn.NCSNLoss(ncsn.ncsn_sigmas(10, 10.0, 0.01))
+    return ncsn.NCSNLoss(ncsn.ncsn_sigmas(K.NCSN_L, 10.0, 0.01))
 
 
 def _loss_vdm(task, budget):
@@ -475,9 +474,9 @@ def _sample_sd(model, task, n, nfe, generator):
 def _sample_ncsn(model, task, n, nfe, generator):
     from .methods import ncsn
 
-    per_level = max(1, round((nfe - 1) / 10))  # 10 levels, then the final denoising step
+    per_level = max(1, round((nfe - 1) / K.NCSN_L))  # L levels, then the final denoising step
     x = (torch.rand((n, *task.shape), generator=generator) * 2 - 1).to(task.device)
-    return ncsn.annealed_langevin(model, x, ncsn.ncsn_sigmas(10, 10.0, 0.01), epsilon=NCSN_EPSILON,
+    return ncsn.annealed_langevin(model, x, ncsn.ncsn_sigmas(K.NCSN_L, 10.0, 0.01), epsilon=K.NCSN_EPSILON,
                                   n_steps_each=per_level, final_denoise=True, generator=generator)
 
 
@@ -570,24 +569,26 @@ def _bpd_analytic(model, x, generator, K_steps=100):
 
 ROWS = {r.key: r for r in [
     Row("sohl-dickstein", "Sohl-Dickstein (learned reverse kernel)", "sohldickstein2015deep", "sd",
-        K.DDPM_T, "its sampler runs every step of its chain (T = 1000 here)", _sample_sd,
+        K.DDPM_T, "ours: its sampler runs every step of its chain (T = 1000 here)", _sample_sd,
         fixed_nfe=True),
-    Row("ncsn", "NCSN (annealed Langevin)", "song2019generative", "ncsn", 1001,
-        "10 levels x 100 steps + a final denoising step", _sample_ncsn),
+    Row("ncsn", "NCSN (annealed Langevin)", "song2019generative", "ncsn", K.NCSN_L * K.NCSN_T + 1,
+        "L = 10 levels x T = 100 steps (Sec. 4) + the lab's final denoising step", _sample_ncsn),
     Row("ddpm", "DDPM (ancestral)", "ho2020denoising", "ddpm", K.DDPM_T,
         "1000 ancestral steps (Table 1)", _sample_ddpm, _bpd_ddpm),
     Row("iddpm", "iDDPM (learned variances)", "nichol2021improved", "iddpm", K.DDPM_T,
-        "every step of its (here 1000-step) chain", _sample_iddpm, _bpd_iddpm),
+        "ours: every step of its 1000-step cosine chain", _sample_iddpm, _bpd_iddpm),
     Row("ddim", "DDIM (eta = 0, DDPM model)", "song2021denoising", "ddpm", 100,
         "S = 100 (Table 1)", _sample_ddim),
     Row("vp-pc", "Score SDE VP (predictor-corrector)", "song2021score", "vp", 2000,
-        "1000 predictor + 1000 corrector steps", _sde_sampler("vp", "predictor_corrector")),
+        "1000 predictor + 1000 corrector steps (PC1000, unconfirmed)",
+        _sde_sampler("vp", "predictor_corrector")),
     Row("vp-ode", "Score SDE VP (PF-ODE, Heun)", "song2021score", "vp", 100,
-        "ours: 100 (the paper integrates with an adaptive solver)", _sde_sampler("vp", "heun")),
+        "ours: 100 (the paper's PF-ODE solver is adaptive, unconfirmed)", _sde_sampler("vp", "heun")),
     Row("ve-pc", "Score SDE VE (predictor-corrector)", "song2021score", "ve", 2000,
-        "1000 predictor + 1000 corrector steps", _sde_sampler("ve", "predictor_corrector")),
+        "1000 predictor + 1000 corrector steps (PC1000, unconfirmed)",
+        _sde_sampler("ve", "predictor_corrector")),
     Row("ve-ode", "Score SDE VE (PF-ODE, Heun)", "song2021score", "ve", 100,
-        "ours: 100 (the paper integrates with an adaptive solver)", _sde_sampler("ve", "heun")),
+        "ours: 100 (the paper's PF-ODE solver is adaptive, unconfirmed)", _sde_sampler("ve", "heun")),
     Row("edm", "EDM (Heun)", "karras2022elucidating", "edm", 35, "35 NFE (Table 2)", _sample_heun),
     Row("vdm", "VDM (ancestral on its learned schedule)", "kingma2021variational", "vdm", K.DDPM_T,
         "ours: 1000 steps", _sample_vdm, _bpd_vdm),
