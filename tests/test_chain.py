@@ -7,6 +7,7 @@ import torch
 
 from diffnotes import chain
 from diffnotes.chain import DiscreteSchedule
+from diffnotes.parameterization import append_dims
 from diffnotes.sampling import ddpm_sigmas
 
 F64 = torch.float64
@@ -151,3 +152,94 @@ def test_notebook_step_counts_are_the_same_under_float32_and_float64_rounding():
         for k in counts:
             old = torch.linspace(T - 1, 0, k, dtype=torch.float32).round().long()
             assert torch.equal(chain.respace_steps(T, k), old), (T, k)
+
+
+# -------------------------------------------------------------------------------------------
+# The family's shared pieces: the per-step KL, the change of coordinates, the ancestral loop
+# -------------------------------------------------------------------------------------------
+def _toy_denoiser(x, sigma, class_labels=None):
+    """A fixed, non-trivial D(x; sigma): the exact denoiser of N(0.3, 0.5^2 I) data."""
+    s2 = append_dims(torch.as_tensor(sigma, dtype=x.dtype), x) ** 2
+    return 0.3 + 0.25 / (0.25 + s2) * (x - 0.3)
+
+
+def test_step_kl_is_the_posterior_kl_and_zero_only_for_the_true_posterior():
+    sched = DiscreteSchedule.linear(20, 1e-3, 0.2)
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(6, 3, generator=g, dtype=F64), torch.randn(6, 3, generator=g, dtype=F64)
+    t = torch.tensor([2, 3, 5, 11, 19, 20])
+    x_t = sched.q_sample(x0, t, noise)
+    mean_q, var_q = sched.posterior(t, x0, x_t)
+    # the true posterior as the model: every term is zero
+    torch.testing.assert_close(chain.step_kl(sched, t, x0, x_t, mean_q, var_q), torch.zeros(6, dtype=F64))
+    # a model mean at another x0 and DDPM's beta: the closed form, summed over dimensions
+    mean_p, _ = sched.posterior(t, x0 + 0.1, x_t)
+    var_p = chain.gather(sched.betas, t, x0)
+    want = 0.5 * (torch.log(var_p / var_q) + (var_q + (mean_q - mean_p) ** 2) / var_p - 1)
+    got = chain.step_kl(sched, t, x0, x_t, mean_p, var_p)
+    torch.testing.assert_close(got, want.sum(dim=1))
+    # a false variant (the model's mean in place of the truth's) does not give the same numbers
+    assert not torch.allclose(got, chain.step_kl(sched, t, x0 + 0.1, x_t, mean_q, var_q))
+    assert bool((got > 0).all())
+
+
+def test_to_edm_is_the_inverse_of_to_ddpm():
+    sched = DiscreteSchedule.cosine(50)
+    g = torch.Generator().manual_seed(4)
+    x_t = torch.randn(4, 2, generator=g, dtype=F64)
+    for k in (1, 17, 50):
+        x, sigma = sched.to_edm(x_t, k)
+        assert sigma == float(sched.sigmas[k - 1])
+        torch.testing.assert_close(x, x_t / sched.alpha_bar[k - 1].sqrt(), rtol=1e-15, atol=0)
+        torch.testing.assert_close(sched.to_ddpm(x, torch.full((4,), k)), x_t, rtol=1e-14, atol=0)
+        # sigma^2 = 1 / alpha_bar - 1: the two coordinates of the same point
+        assert math.isclose(sigma**2, 1 / float(sched.alpha_bar[k - 1]) - 1, rel_tol=1e-12)
+
+
+def test_bound_terms_keeps_several_values_per_term():
+    x0 = torch.zeros(3, 2)
+    terms = chain.bound_terms(lambda steps, noise: torch.stack([steps.double(), -steps.double()], dim=1), x0, 5)
+    assert terms.shape == (3, 5, 2)
+    assert torch.equal(terms[0, :, 0], torch.arange(1, 6, dtype=F64)) and torch.equal(terms[..., 1], -terms[..., 0])
+
+
+@torch.no_grad()
+def _old_ancestral(denoiser, shape, chain_, variance, generator, dtype):
+    """Frozen reference: Analytic-DPM's loop as written before the chain had one (issue 24)."""
+    variance = torch.as_tensor(variance, dtype=torch.float64)
+    x_t = torch.randn(shape, generator=generator, dtype=dtype)
+    for k in range(chain_.T, 0, -1):
+        t = torch.full((shape[0],), k, dtype=torch.long)
+        x = x_t / float(chain_.alpha_bar[k - 1].sqrt())
+        sigma = x.new_full((shape[0],), float(chain_.sigmas[k - 1]))
+        mean, _ = chain_.posterior(t, denoiser(x, sigma).to(dtype), x_t)
+        if k > 1:
+            noise = torch.randn(shape, generator=generator, dtype=dtype)
+            x_t = mean + float(variance[k - 1].sqrt()) * noise
+        else:
+            x_t = mean
+    return x_t
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_ancestral_sample_is_the_old_loop_bit_for_bit(dtype):
+    short, _ = DiscreteSchedule.linear(40, 2e-3, 0.3).respace(9)
+    for kind in ("beta", "beta_tilde"):
+        var = short.reverse_variance(kind)
+        a = _old_ancestral(_toy_denoiser, (32, 2), short, var, torch.Generator().manual_seed(5), dtype)
+        b = chain.ancestral_sample(_toy_denoiser, (32, 2), short, variance=var,
+                                   generator=torch.Generator().manual_seed(5), dtype=dtype)
+        assert torch.equal(a, b)
+    # the same variance as a log-variance function gives the same law (not the same bits: exp(log))
+    c = chain.ancestral_sample(_toy_denoiser, (32, 2), short,
+                               log_variance=lambda x, sigma, t: chain.gather(var.log(), t, x),
+                               generator=torch.Generator().manual_seed(5), dtype=dtype)
+    torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-5)
+
+
+def test_ancestral_sample_bad_input():
+    sched = DiscreteSchedule.linear(10, 1e-3, 0.2)
+    with pytest.raises(ValueError, match="exactly one of variance and log_variance"):
+        chain.ancestral_sample(_toy_denoiser, (2, 2), sched)
+    with pytest.raises(ValueError, match="variance must hold 10 values"):
+        chain.ancestral_sample(_toy_denoiser, (2, 2), sched, variance=torch.ones(3))

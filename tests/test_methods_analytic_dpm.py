@@ -8,7 +8,8 @@ the analytic variance ancestral sampling reproduces the data's law on any respac
 import pytest
 import torch
 
-from diffnotes.chain import DiscreteSchedule
+from diffnotes.chain import (DiscreteSchedule, discretized_gaussian_nll, gather, gaussian_kl, prior_kl, sum_dims,
+                             to_bits_per_dim)
 from diffnotes.methods import analytic_dpm
 from diffnotes.methods.ddpm import nll_bound
 
@@ -206,3 +207,46 @@ def test_for_gaussian_data_every_trajectory_costs_the_same():
     even = chain.respace(10)[1]
     best = analytic_dpm.optimal_trajectory(costs, 10)
     assert _path_cost(costs, best) == pytest.approx(_path_cost(costs, even), rel=1e-9)
+
+
+@torch.no_grad()
+def _old_nll_bounds(denoiser, x0, chain, variances, *, levels=256, generator=None):
+    """Frozen reference: nll_bounds with its own loop, as written before it called the chain's (issue 24)."""
+    n, dims = x0.shape[0], x0[0].numel()
+    totals = {name: prior_kl(x0, chain).double().cpu() for name in variances}
+    for step in range(1, chain.T + 1):
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        t = torch.full((n,), step, dtype=torch.long)
+        x, sigma = chain.perturb(x0, t, noise)
+        x0_hat = denoiser(x, sigma).to(x0.dtype)
+        x_t = chain.to_ddpm(x, t)
+        mean_q, var_q = chain.posterior(t, x0, x_t)
+        mean_p, _ = chain.posterior(t, x0_hat, x_t)
+        for name, var in variances.items():
+            var_p = gather(torch.as_tensor(var, dtype=torch.float64), t, x0)
+            if step == 1:
+                term = discretized_gaussian_nll(x0, x0_hat, var_p, levels)
+            else:
+                term = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, var_p))
+            totals[name] += term.double().cpu()
+    return {name: to_bits_per_dim(v, dims) for name, v in totals.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nll_bounds_is_the_old_loop_bit_for_bit(dtype):
+    full = DiscreteSchedule.linear(60, 1e-3, 0.2)
+    chain, kept = full.respace(8)
+    x0 = (torch.rand(24, 1, 2, 2, generator=torch.Generator().manual_seed(2), dtype=dtype) * 16).round() / 8 - 1
+    moments = analytic_dpm.score_norm_moments(exact_denoiser, x0, full, kept,
+                                              generator=torch.Generator().manual_seed(3))
+    variances = {**analytic_dpm.fixed_variances(chain),
+                 "analytic": analytic_dpm.analytic_variance(chain, moments)["variance"]}
+
+    def denoiser(x, sigma):  # not the exact one: the bound's terms are not all at their minimum
+        return exact_denoiser(x, sigma) + 0.05 * torch.tanh(3 * x)
+
+    old = _old_nll_bounds(denoiser, x0, chain, variances, levels=17, generator=torch.Generator().manual_seed(4))
+    new = analytic_dpm.nll_bounds(denoiser, x0, chain, variances, levels=17,
+                                  generator=torch.Generator().manual_seed(4))
+    assert list(new) == list(old)
+    assert all(torch.equal(new[k], old[k]) for k in old)

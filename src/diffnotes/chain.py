@@ -9,12 +9,23 @@ importance sampling; Sohl-Dickstein: free mean and variance networks):
 * :class:`DiscreteSchedule` — the betas (linear: DDPM Sec. 4, cosine: iDDPM eq. 17, both
   evaluated from the theory's chains by ``diffnotes.theory.numeric.chain_schedule``), alpha_bar,
   the EDM noise level sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), q(x_t | x_0) in both
-  coordinates, the posterior q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7) and respacing (iDDPM Sec. 4);
+  coordinates, the one change of coordinates between them (``to_edm``: x = x_t / sqrt(alpha_bar_t)
+  and sigma_t; ``to_ddpm``: back), the posterior q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7) and
+  respacing (iDDPM Sec. 4);
 * :func:`respace_steps` — the one timestep-subset rule (ours, diffusers' three spacings, ADM's ddimK);
 * :func:`gaussian_kl`, :func:`prior_kl`, :func:`gaussian_nll`, :func:`discretized_gaussian_nll`
   — the bound's closed-form terms (DDPM eq. 5 and 13);
+* :func:`step_kl` — the bound's term L_{t-1} for t >= 2: KL(q(x_{t-1} | x_t, x_0) || N(mean_p,
+  var_p)) for the model's mean and per-step variance (DDPM eq. 5; every paper of the family
+  differs only in how it makes mean_p and var_p);
 * :func:`bound_terms` — the loop that evaluates every term of the bound, one noise draw each;
+* :func:`ancestral_sample` — the ancestral sampler in the chain's own coordinates: x_T ~ N(0, I),
+  x_{t-1} ~ N(posterior mean at x_0 = D, the model's variance of step t) (DDPM Algorithm 2 with
+  any per-step variance: a table, e.g. Analytic-DPM's, or a learned one, iDDPM's);
 * :func:`random_steps`, :func:`check_steps`, :func:`to_bits_per_dim`.
+
+A new paper of the family writes only its reverse variance (a table or a function of x_t) or its
+loss; its bound is ``bound_terms`` over ``step_kl`` and a decoder, its sampler ``ancestral_sample``.
 
 Step ``t`` is 1-based throughout; tables indexed by step hold step ``t`` at index ``t - 1``.
 """
@@ -34,7 +45,8 @@ from .theory.numeric import chain_schedule
 __all__ = [
     "DiscreteSchedule", "RESPACINGS", "respace_steps", "sigma_from_alpha_bar", "gather",
     "sum_dims", "random_steps", "check_steps", "gaussian_kl", "prior_kl", "gaussian_nll",
-    "discretized_gaussian_nll", "bound_terms", "to_bits_per_dim", "REVERSE_VARIANCES",
+    "discretized_gaussian_nll", "step_kl", "bound_terms", "ancestral_sample", "to_bits_per_dim",
+    "REVERSE_VARIANCES",
 ]
 
 RESPACINGS = ("even", "leading", "trailing", "linspace", "ddim")
@@ -207,8 +219,20 @@ class DiscreteSchedule:
         return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
 
     def to_ddpm(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(alpha_bar_t) x: from EDM coordinates (s = 1) back to the chain's own."""
+        """x_t = sqrt(alpha_bar_t) x: from EDM coordinates (s = 1) back to the chain's own.
+
+        ``t`` holds one step per sample (shape (N,)); the inverse of :meth:`to_edm`.
+        """
         return gather(self.alpha_bar, t, x).sqrt() * x
+
+    def to_edm(self, x_t: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+        """``(x, sigma_t)`` with x = x_t / sqrt(alpha_bar_t): the chain's x_t at one step in EDM
+        coordinates (s = 1), where a denoiser D(x; sigma_t) works.
+
+        ``step`` is one integer t in 1..T for the whole batch (the samplers' loops); the square
+        root is taken in float64 and applied as a Python number, so the result keeps ``x_t``'s dtype.
+        """
+        return x_t / float(self.alpha_bar[step - 1].sqrt()), float(self.sigmas[step - 1])
 
     def posterior(self, t: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x0) in DDPM coordinates (eq. 6-7)."""
@@ -251,6 +275,20 @@ class DiscreteSchedule:
 def gaussian_kl(mean_q, var_q, mean_p, var_p) -> torch.Tensor:
     """KL(N(mean_q, var_q) || N(mean_p, var_p)) elementwise (variances broadcast), in nats."""
     return 0.5 * (torch.log(var_p / var_q) + (var_q + (mean_q - mean_p) ** 2) / var_p - 1)
+
+
+def step_kl(schedule: DiscreteSchedule, t: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor,
+            mean_p: torch.Tensor, var_p) -> torch.Tensor:
+    """L_{t-1} = KL(q(x_{t-1} | x_t, x0) || N(mean_p, var_p)) per sample, in nats (DDPM eq. 5-7).
+
+    ``mean_p`` is the model's mean of p(x_{t-1} | x_t) (for the DDPM family the posterior mean at
+    x0 = D, ``schedule.posterior(t, x0_hat, x_t)[0]``; Sohl-Dickstein et al.'s free mean) and
+    ``var_p`` its per-step variance (a fixed table gathered at t, Analytic-DPM's, or a learned
+    one), both broadcasting against ``x0``. Meaningful for t >= 2: at t = 1 the posterior
+    variance beta_tilde_1 is 0 (floored at 1e-30 here) and the bound uses the decoder instead.
+    """
+    mean_q, var_q = schedule.posterior(t, x0, x_t)
+    return sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, var_p))
 
 
 def prior_kl(x0: torch.Tensor, schedule: DiscreteSchedule) -> torch.Tensor:
@@ -304,15 +342,62 @@ def bound_terms(term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: 
     """Every term of the bound, (N, T) float64 on the CPU: column t - 1 is ``term(steps, noise)``.
 
     ``term(steps, noise)`` gets steps filled with t (shape (N,)) and one fresh noise draw per t,
-    for t = 1..T in order (DDPM Sec. 4.3 evaluates the bound the same way).
+    for t = 1..T in order (DDPM Sec. 4.3 evaluates the bound the same way). A term may return
+    several values per sample, shape (N, V) (e.g. one per candidate reverse variance, sharing one
+    network evaluation); the result is then (N, T, V).
     """
     n = x0.shape[0]
-    terms = torch.empty(n, T, dtype=torch.float64)
+    terms = None
     for t in range(1, T + 1):
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         steps = torch.full((n,), t, dtype=torch.long, device=x0.device)
-        terms[:, t - 1] = term(steps, noise).double().cpu()
+        value = term(steps, noise).double().cpu()
+        if terms is None:
+            terms = torch.empty(n, T, *value.shape[1:], dtype=torch.float64)
+        terms[:, t - 1] = value
     return terms
+
+
+@torch.no_grad()
+def ancestral_sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape,
+                     chain: DiscreteSchedule, *, variance=None, log_variance=None, sigmas=None,
+                     generator: torch.Generator | None = None, dtype=torch.float32,
+                     device=None) -> torch.Tensor:
+    """Ancestral sampling on ``chain`` in its own (DDPM) coordinates, any per-step variance.
+
+    x_T ~ N(0, I); for t = T..1 the denoiser sees ``chain.to_edm(x_t, t)`` (sigma per sample),
+    its x0_hat gives the posterior mean mu_tilde_t(x_t, x0_hat) (DDPM eq. 7), and x_{t-1} = mean +
+    std z; the last step returns the mean (no noise), as DDPM's Algorithm 2. Give exactly one of
+
+    * ``variance``: T variances, entry t - 1 for step t (DDPM's fixed choices, Analytic-DPM's);
+    * ``log_variance(x, sigma, t) -> log variance``: a function of the step's EDM point, its
+      per-sample sigma and steps t (iDDPM's learned variance), broadcasting against x_t.
+
+    ``sigmas`` (T values) replaces the noise levels the denoiser is given (default: the chain's
+    own); a respaced chain may pass the full chain's levels at its kept steps, equal to its own up
+    to round-off. Noise is drawn on the CPU with ``generator`` and moved to ``device``, so a seed
+    gives the same samples on any device.
+    """
+    if (variance is None) == (log_variance is None):
+        raise ValueError("give exactly one of variance and log_variance")
+    if variance is not None:
+        variance = torch.as_tensor(variance, dtype=torch.float64)
+        if variance.numel() != chain.T:
+            raise ValueError(f"variance must hold {chain.T} values, got {variance.numel()}")
+    x_t = torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
+    for k in range(chain.T, 0, -1):
+        t = torch.full((shape[0],), k, dtype=torch.long, device=x_t.device)
+        x, sigma = chain.to_edm(x_t, k)
+        sigma = x.new_full((shape[0],), sigma if sigmas is None else float(sigmas[k - 1]))
+        mean, _ = chain.posterior(t, denoiser(x, sigma).to(dtype), x_t)
+        if k == 1:
+            return mean
+        if variance is None:
+            std = (0.5 * log_variance(x, sigma, t)).exp()
+        else:
+            std = float(variance[k - 1].sqrt())
+        noise = torch.randn(shape, generator=generator, dtype=dtype).to(x_t.device)
+        x_t = mean + std * noise
 
 
 def to_bits_per_dim(nats: torch.Tensor, dims: int) -> torch.Tensor:

@@ -18,9 +18,10 @@ sigma^2 = lambda^2 + gamma^2 Var is increasing in Var. This module keeps only wh
 
 * :func:`score_norm_moments` — Gamma_n by Monte Carlo over data and noise at the given steps;
 * :func:`analytic_variance` — sigma_n*^2 of a (respaced) chain with its two clipping bounds;
-* :func:`nll_bounds` — the chain's bound in bits/dim for several reverse variances at once (one
-  network evaluation per step serves them all; the terms are the chain's closed forms);
-* :func:`sample` — ancestral sampling on a respaced chain with a given variance per step;
+* :func:`nll_bounds` — the chain's bound in bits/dim for several reverse variances at once (the
+  chain's loop ``bound_terms`` over its ``step_kl`` and discretized decoder; one network
+  evaluation per step serves them all);
+* :func:`sample` — the chain's ``ancestral_sample`` on a respaced chain with a given variance per step;
 * :func:`official_decoder_variance` — the decoder (n = 1) variance of the official code, beta_tilde_2
   of the full chain for every K (this module's default is the chain's own: see below);
 * :func:`step_kl_costs`, :func:`optimal_trajectory` — the per-step KLs with the analytic variance
@@ -42,8 +43,8 @@ import math
 
 import torch
 
-from diffnotes.chain import (DiscreteSchedule, check_steps, discretized_gaussian_nll, gather, gaussian_kl,
-                             prior_kl, sum_dims, to_bits_per_dim)
+from diffnotes.chain import (DiscreteSchedule, ancestral_sample, bound_terms, check_steps, discretized_gaussian_nll,
+                             gather, prior_kl, step_kl, sum_dims, to_bits_per_dim)
 from diffnotes.parameterization import denoiser_to_eps
 
 __all__ = ["score_norm_moments", "variance_terms", "analytic_variance", "fixed_variances", "nll_bounds",
@@ -217,30 +218,33 @@ def nll_bounds(denoiser, x0: torch.Tensor, chain: DiscreteSchedule, variances: d
                levels: int = 256, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The bound L_T + sum_{n>=2} L_{n-1} + L_0 per sample in bits/dim, for each named variance table.
 
-    The chain's KL terms (DDPM eq. 5-7) and discretized decoder (eq. 13) with the reverse mean
-    from D; one noise draw and one network evaluation per step, shared by every variance.
+    The chain's loop (:func:`diffnotes.chain.bound_terms`: one noise draw and one network
+    evaluation per step, shared by every variance) over its KL term ``step_kl`` (DDPM eq. 5-7)
+    and the discretized decoder (eq. 13), with the reverse mean from D.
     """
     for name, var in variances.items():
         if torch.as_tensor(var).numel() != chain.T or bool((torch.as_tensor(var) <= 0).any()):
             raise ValueError(f"variance {name!r} must hold {chain.T} positive values")
-    n, dims = x0.shape[0], x0[0].numel()
-    totals = {name: prior_kl(x0, chain).double().cpu() for name in variances}
-    for step in range(1, chain.T + 1):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        t = torch.full((n,), step, dtype=torch.long, device=x0.device)
+    tables = [torch.as_tensor(var, dtype=torch.float64) for var in variances.values()]
+
+    def term(t, noise):  # (N, number of variances): every table's term at step t
         x, sigma = chain.perturb(x0, t, noise)
         x0_hat = denoiser(x, sigma).to(x0.dtype)
         x_t = chain.to_ddpm(x, t)
-        mean_q, var_q = chain.posterior(t, x0, x_t)
         mean_p, _ = chain.posterior(t, x0_hat, x_t)
-        for name, var in variances.items():
-            var_p = gather(torch.as_tensor(var, dtype=torch.float64), t, x0)
-            if step == 1:  # mu at n = 1 is x0_hat itself (alphabar_0 = 1)
-                term = discretized_gaussian_nll(x0, x0_hat, var_p, levels)
-            else:
-                term = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, var_p))
-            totals[name] += term.double().cpu()
-    return {name: to_bits_per_dim(v, dims) for name, v in totals.items()}
+        out = []
+        for table in tables:
+            var_p = gather(table, t, x0)
+            # mu at n = 1 is x0_hat itself (alphabar_0 = 1)
+            dec = discretized_gaussian_nll(x0, x0_hat, var_p, levels)
+            out.append(torch.where(t == 1, dec, step_kl(chain, t, x0, x_t, mean_p, var_p)))
+        return torch.stack(out, dim=1)
+
+    terms = bound_terms(term, x0, chain.T, generator)
+    prior, dims = prior_kl(x0, chain).double().cpu(), x0[0].numel()
+    # the prior term, then L_0, L_1, ... added one by one (the order the totals were always summed in)
+    return {name: to_bits_per_dim(sum(terms[:, :, i].unbind(1), prior), dims)
+            for i, name in enumerate(variances)}
 
 
 @torch.no_grad()
@@ -248,21 +252,9 @@ def sample(denoiser, shape, chain: DiscreteSchedule, variance: torch.Tensor, *,
            generator: torch.Generator | None = None, dtype=torch.float32, device=None) -> torch.Tensor:
     """Ancestral sampling on ``chain`` with reverse variance ``variance[n - 1]`` at step n.
 
-    x_K ~ N(0, I) in DDPM coordinates; x_{n-1} ~ N(mu_tilde_n(x_n, D(x_n)), variance_n); the last
-    step returns the mean (no noise), as DDPM's Algorithm 2.
+    The chain's loop (:func:`diffnotes.chain.ancestral_sample`): x_K ~ N(0, I) in DDPM
+    coordinates; x_{n-1} ~ N(mu_tilde_n(x_n, D(x_n)), variance_n); the last step returns the mean
+    (no noise), as DDPM's Algorithm 2.
     """
-    variance = torch.as_tensor(variance, dtype=torch.float64)
-    if variance.numel() != chain.T:
-        raise ValueError(f"variance must hold {chain.T} values, got {variance.numel()}")
-    x_t = torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
-    for k in range(chain.T, 0, -1):
-        t = torch.full((shape[0],), k, dtype=torch.long, device=x_t.device)
-        x = x_t / float(chain.alpha_bar[k - 1].sqrt())  # EDM coordinates for the denoiser
-        sigma = x.new_full((shape[0],), float(chain.sigmas[k - 1]))
-        mean, _ = chain.posterior(t, denoiser(x, sigma).to(dtype), x_t)
-        if k > 1:
-            noise = torch.randn(shape, generator=generator, dtype=dtype).to(x_t.device)
-            x_t = mean + float(variance[k - 1].sqrt()) * noise
-        else:
-            x_t = mean
-    return x_t
+    return ancestral_sample(denoiser, shape, chain, variance=variance, generator=generator, dtype=dtype,
+                            device=device)

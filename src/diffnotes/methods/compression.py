@@ -31,7 +31,7 @@ import torch
 
 from diffnotes import coding
 from diffnotes import constants as K
-from diffnotes.chain import DiscreteSchedule, gather, gaussian_kl
+from diffnotes.chain import DiscreteSchedule, gaussian_kl
 from diffnotes.nets import FlatMLP
 from diffnotes.precond import EDMPrecond
 
@@ -57,11 +57,10 @@ def _check_step(t: int, schedule: DiscreteSchedule) -> int:
 
 @torch.no_grad()
 def denoise_at(denoiser, schedule: DiscreteSchedule, x_t: torch.Tensor, t: int) -> torch.Tensor:
-    """``D(x_t / sqrt(abar_t); sigma_t)``: the denoiser's guess of x0 from the chain's x_t."""
-    t = _check_step(t, schedule)
-    x = x_t / math.sqrt(float(schedule.alpha_bar[t - 1]))
-    sigma = torch.tensor(float(schedule.sigmas[t - 1]))
-    return denoiser(x.float(), sigma).double()
+    """``D(x_t / sqrt(abar_t); sigma_t)``: the denoiser's guess of x0 from the chain's x_t
+    (the chain's change of coordinates ``DiscreteSchedule.to_edm``)."""
+    x, sigma = schedule.to_edm(x_t, _check_step(t, schedule))
+    return denoiser(x.float(), torch.tensor(sigma)).double()
 
 
 @torch.no_grad()

@@ -46,7 +46,7 @@ import torch
 
 from diffnotes import constants as K
 from diffnotes.chain import (REVERSE_VARIANCES, bound_terms, check_steps, discretized_gaussian_nll, gather,
-                             gaussian_kl, gaussian_nll, prior_kl, random_steps, sum_dims, to_bits_per_dim)
+                             gaussian_kl, gaussian_nll, prior_kl, random_steps, step_kl, to_bits_per_dim)
 from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 from diffnotes.parameterization import denoiser_to_eps
 from diffnotes.sampling import sample as run_sampler
@@ -135,11 +135,9 @@ def vlb_terms(
     x0_hat = model(x, sigma, class_labels).to(x0.dtype)
     x_t = schedule.to_ddpm(x, t)
     var_p = gather(schedule.reverse_variance(reverse_variance), t, x0)
-    # Posterior mean with the true x0 and with the model's x0_hat (eq. 7 and the x0-parameterization
-    # of mu_theta); only the x0 coefficient differs between the two.
-    mean_q, var_q = schedule.posterior(t, x0, x_t)
+    # mu_theta is the posterior mean at the model's x0_hat (eq. 7 and the x0-parameterization).
     mean_p, _ = schedule.posterior(t, x0_hat, x_t)
-    kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, var_p))
+    kl = step_kl(schedule, t, x0, x_t, mean_p, var_p)
 
     # t = 1: mu_theta(x_1, 1) = x0_hat exactly (alpha_bar_1 = alpha_1), variance beta_1.
     if decoder == "discretized":

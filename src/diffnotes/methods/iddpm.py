@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from diffnotes import constants as K
-from diffnotes.chain import (bound_terms, check_steps, discretized_gaussian_nll, gather, gaussian_kl, gaussian_nll,
-                             prior_kl, random_steps, sum_dims)
+from diffnotes.chain import (ancestral_sample, bound_terms, check_steps, discretized_gaussian_nll, gather,
+                             gaussian_nll, prior_kl, random_steps, step_kl)
 from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 from diffnotes.parameterization import append_dims, denoiser_to_eps
 
@@ -188,10 +188,9 @@ def vlb_term(model: LearnedVarianceModel, x0: torch.Tensor, t: torch.Tensor, sch
     denoised = model(x, sigma, class_labels).to(x0.dtype)
     x0_hat = denoised.detach() if stop_mean_grad else denoised
     x_t = schedule.to_ddpm(x, t)
-    mean_q, var_q = schedule.posterior(t, x0, x_t)
     mean_p, _ = schedule.posterior(t, x0_hat, x_t)
     log_var = log_variance(model.v(x, sigma, class_labels), schedule, t)
-    kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var.exp()))
+    kl = step_kl(schedule, t, x0, x_t, mean_p, log_var.exp())
     # at t = 1 the posterior mean coefficient of x0 is 1 and of x_1 is 0: mu_theta = x0_hat
     if decoder == "gaussian":
         dec = gaussian_nll(x0, mean_p, log_var=log_var)
@@ -343,24 +342,16 @@ def sample(model: LearnedVarianceModel, shape, schedule: DDPMSchedule, *, steps:
            generator: torch.Generator | None = None, dtype=torch.float32, device=None, class_labels=None) -> torch.Tensor:
     """Ancestral sampling with Sigma_theta on the chain respaced to ``steps`` steps (default T).
 
-    Works in DDPM coordinates: x_T ~ N(0, I), x_{t-1} ~ N(mu_theta, Sigma_theta) with mu_theta the
-    posterior mean at x0 = D(x_t / sqrt(alpha_bar_t); sigma_t), no noise on the last step. Returns
-    x_0 (= D at the smallest kept step followed by the last posterior mean).
+    The chain's ancestral loop (:func:`diffnotes.chain.ancestral_sample`, DDPM coordinates:
+    x_T ~ N(0, I), x_{t-1} ~ N(mu_theta, Sigma_theta) with mu_theta the posterior mean at
+    x0 = D(x_t / sqrt(alpha_bar_t); sigma_t), no noise on the last step) with the learned
+    variance of the respaced chain; the denoiser is given the full chain's sigma at each kept step.
     """
     short, kept = respace(schedule, schedule.T if steps is None else steps)
-    sigmas = schedule.sigmas[kept - 1]
-    x_t = torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
-    for k in range(short.T, 0, -1):
-        t = torch.full((shape[0],), k, dtype=torch.long, device=x_t.device)
-        sqrt_ab = float(short.alpha_bar[k - 1].sqrt())
-        x = x_t / sqrt_ab  # EDM coordinates for the denoiser
-        sigma = x.new_full((shape[0],), float(sigmas[k - 1]))
-        x0_hat = model(x, sigma, class_labels).to(dtype)
-        mean, _ = short.posterior(t, x0_hat, x_t)
-        if k > 1:
-            log_var = log_variance(model.v(x, sigma, class_labels).to(dtype), short, t)
-            noise = torch.randn(shape, generator=generator, dtype=dtype).to(x_t.device)
-            x_t = mean + (0.5 * log_var).exp() * noise
-        else:
-            x_t = mean
-    return x_t
+
+    def log_var(x, sigma, t):
+        return log_variance(model.v(x, sigma, class_labels).to(dtype), short, t)
+
+    return ancestral_sample(lambda x, sigma: model(x, sigma, class_labels), shape, short,
+                            log_variance=log_var, sigmas=schedule.sigmas[kept - 1],
+                            generator=generator, dtype=dtype, device=device)

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-from diffnotes.chain import bound_terms, gather, gaussian_kl, gaussian_nll, prior_kl, random_steps, sum_dims
+from diffnotes.chain import bound_terms, gather, gaussian_nll, prior_kl, random_steps, step_kl
 from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 
 __all__ = ["swiss_roll_schedule", "ReverseKernel", "bound_term", "nll_bound", "BoundLoss", "sample", "gaussian_baseline_nll"]
@@ -76,8 +76,7 @@ def bound_term(model: ReverseKernel, x0: torch.Tensor, t: torch.Tensor, noise: t
     noise = torch.randn_like(x0) if noise is None else noise
     x_t = schedule.q_sample(x0, t, noise)
     mean_p, log_var_p = model(x_t, t)
-    mean_q, var_q = schedule.posterior(t, x0, x_t)
-    kl = sum_dims(gaussian_kl(mean_q, var_q.clamp_min(1e-30), mean_p, log_var_p.exp()))
+    kl = step_kl(schedule, t, x0, x_t, mean_p, log_var_p.exp())
     dec = gaussian_nll(x0, mean_p, log_var=log_var_p)
     return torch.where(t == 1, dec, kl)
 
