@@ -74,7 +74,20 @@ def test_tiny_run_end_to_end_shares_the_ddpm_checkpoint(tmp_path):
     assert results["ddpm"][0]["evals"][0]["nfe"] == 4
     table = lb._table_markdown(lb.load_results("quick", tmp_path), judged=False)
     assert "real vs real (band)" in table and table.count("| – |") >= 3
-    assert not lb.STORED_FULL.exists() or "quick" not in lb.STORED_FULL.read_text()[:200]
+
+
+def test_only_a_full_run_stores_results_and_the_table_reads_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "STORED_FULL", tmp_path / "stored.json")
+    results, _ = _run(tmp_path, ["ddpm", "ddim"])
+    assert not lb.STORED_FULL.exists()  # quick never writes the stored results
+    _run(tmp_path, ["ddpm", "ddim"], store=True)  # what a full run of every row does
+    stored = json.loads(lb.STORED_FULL.read_text())
+    # DDIM shares DDPM's model: its training is counted once
+    ddpm, ddim = stored["results"]["ddpm"][0], stored["results"]["ddim"][0]
+    expected = ddpm["train_cpu_s"] + ddpm["eval_cpu_s"] + ddim["eval_cpu_s"]
+    assert stored["cpu_s"] == pytest.approx(expected, abs=0.1)
+    text = lb.generated_table()
+    assert text.startswith("Measured under `full`") and "DDIM (eta = 0, DDPM model)" in text
 
 
 def test_resume_after_a_kill_trains_nothing_twice(tmp_path, monkeypatch):
@@ -84,8 +97,11 @@ def test_resume_after_a_kill_trains_nothing_twice(tmp_path, monkeypatch):
     (_result_path(tmp_path, "ddim").parent / ".ddim-seed0.json.123.tmp").write_text('{"half')
     _no_training(monkeypatch)
     results, lines = _run(tmp_path, ["ddpm", "ddim"])
+    assert lines[0].startswith("removed 1 partial file(s) left by an interrupted run")
+    lines = lines[1:]
     assert not any(l.startswith("rebuilt") for l in lines), lines
     assert [l.split(":")[0].split()[-1] for l in lines] == ["cached", "done"]
+    assert not list(_result_path(tmp_path, "ddim").parent.glob(".*.tmp"))
     _no_sampling(monkeypatch)
     _, lines = _run(tmp_path, ["ddpm", "ddim"])
     assert all(" cached:" in l for l in lines)
@@ -179,7 +195,7 @@ def test_render_table_without_and_with_stored_results(tmp_path, monkeypatch):
         return [{"evals": [{**ev, "kd": v}], "train_cpu_s": 10.0, "bpd": None, "seed": s}
                 for s, v in enumerate(kd)]
 
-    stored = {"format": lb.RESULTS_FORMAT, "profile": "full", "wall_s": 1.0,
+    stored = {"format": lb.RESULTS_FORMAT, "profile": "full", "cpu_s": 600.0,
               "results": {"edm": seeds([0.010, 0.011, 0.012]), "ddpm": seeds([0.030, 0.031, 0.033])}}
     monkeypatch.setattr(lb, "STORED_FULL", tmp_path / "stored.json")
     lb.STORED_FULL.write_text(json.dumps(stored))
@@ -188,4 +204,5 @@ def test_render_table_without_and_with_stored_results(tmp_path, monkeypatch):
     ddpm_line = next(l for l in text.splitlines() if "DDPM (ancestral)" in l)
     assert edm_line.startswith("| 1 |") and ddpm_line.startswith("| 2 |")
     assert "11.0 ± 2.5" in edm_line  # mean and the 95% t-interval's half width (x 1000)
+    assert "took 10 CPU minutes" in text
     assert lb.figure_quality_vs_nfe().data and lb.figure_quality_vs_training().data
