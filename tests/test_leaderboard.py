@@ -187,6 +187,11 @@ def test_render_table_without_and_with_stored_results(tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "STORED_FULL", tmp_path / "missing.json")
     text = lb.generated_table()
     assert text.startswith("The full run has not been made yet") and "|" not in text
+    assert lb.GENERATED_TABLES[0].name == "leaderboard" and lb.GENERATED_TABLES[0].render() == text
+    # the quick cache is shown by render_table, never by the generated (drift-checked) file
+    _run(tmp_path, ["edm"])
+    assert "not judged at quick" in lb.render_table(root=tmp_path)
+    assert lb.generated_table() == text
     ev = {"requested": "default", "nfe": 35, "sample_cpu_s_per_100": 1.0, "kd": 0.01, "kd_se": 0.001,
           "fd": 0.5, "precision": 0.9, "recall": 0.8, "n": 100,
           "band": {"kd": 0.0, "kd_se": 0.001, "fd": 0.2, "precision": 0.92, "recall": 0.92, "n": 100}}

@@ -47,7 +47,7 @@ from . import constants as K
 
 __all__ = ["Budget", "BUDGETS", "ModelSpec", "Row", "ROWS", "MODELS", "LEFT_OUT", "Task",
            "make_task", "run", "load_results", "summarise", "rank_rows", "render_table",
-           "generated_table", "total_cpu_seconds", "figure_quality_vs_nfe", "figure_quality_vs_training",
+           "generated_table", "GENERATED_TABLES", "total_cpu_seconds", "figure_quality_vs_nfe", "figure_quality_vs_training",
            "pixel_report", "cache_dir", "STORED_FULL", "RESULTS_FORMAT"]
 
 RESULTS_FORMAT = "diffnotes-leaderboard-1"
@@ -1001,15 +1001,16 @@ def render_table(*, include_quick: bool = True, root: Path | None = None) -> str
         return (f"Measured under `full`: {n} seeds per row, mean ± the 95% t-interval half-width; "
                 f"training and scoring took {cpu_min:.0f} CPU minutes in all (one thread).\n\n"
                 + _table_markdown(stored, judged=True))
-    text = ("The full run has not been made yet: no row below is a result. "
+    text = ("The full run has not been made yet, so there is no measured table here. "
             "`python -m diffnotes leaderboard --profile full` makes it and stores "
-            "`src/diffnotes/data/leaderboard_full.json`.\n")
+            "`src/diffnotes/data/leaderboard_full.json`, from which this table is generated.\n")
     if include_quick:
         quick = load_results("quick", root)
         if quick:
             text += (f"\nThe `quick` smoke run from this machine's cache ({UNJUDGED}: one seed, "
-                     "a few training steps; it shows the machinery works, not which method is "
-                     "better):\n\n" + _table_markdown(quick, judged=False))
+                     "a few training steps; its numbers show that the machinery runs, not which "
+                     "method is better, and none of them is a result):\n\n"
+                     + _table_markdown(quick, judged=False))
     return text
 
 
@@ -1017,6 +1018,18 @@ def generated_table() -> str:
     """What ``book/_generated/leaderboard.md`` holds: :func:`render_table` from the stored full
     results only (the local quick cache would make the drift check depend on the machine)."""
     return render_table(include_quick=False)
+
+
+def _generated_tables():
+    from .markdown import GeneratedTable
+
+    return [GeneratedTable("leaderboard", generated_table,
+                           "src/diffnotes/data/leaderboard_full.json (python -m diffnotes leaderboard "
+                           "--profile full)")]
+
+
+GENERATED_TABLES = _generated_tables()
+"""For the registry in :mod:`diffnotes.tables` (``book/_generated/leaderboard.md``)."""
 
 
 def _series(results):
