@@ -51,8 +51,8 @@ def paper_numbers(key: str):
 
     paper = catalogue.get(key)
     if not paper.results and not paper.other_results:
-        return Markdown(f"The paper catalogue lists no headline numbers for {paper.alias}: its claims are "
-                        "qualitative or in figures, so the lab notebook reproduces claims, not a table.")
+        return Markdown(f"The paper catalogue holds no headline numbers for {paper.alias}, so this "
+                        "section has no table; the lab notebook reproduces the paper's claims instead.")
     rows = []
     for metric, r in paper.results.items():
         label, unit = catalogue.METRICS[metric]
@@ -101,7 +101,7 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
     import matplotlib.pyplot as plt
 
     from . import results as R
-    from .claims import judge_all
+    from .claims import judge_all, setting_value
     from .plotting import BOOK_MAX_WIDTH_IN, book_figure
 
     judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
@@ -127,8 +127,9 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
             for i, (name, c) in enumerate(zip(d.arms, colours)):
                 for x, p in zip(xs, pts):
                     arm(ax, x + (i - 0.5) * 0.15, p[name], c, name if x == 0 else None)
-            ax.set_xticks(xs, [f"{p[d.over]:g}" if isinstance(p[d.over], (int, float))
-                               else str(p[d.over]) for p in pts])
+            settings = [setting_value(p[d.over]) for p in pts]
+            ax.set_xticks(xs, [f"{v:g}" if isinstance(v, (int, float)) else str(v)
+                               for v in settings])
             ax.set_xlabel(d.over, fontsize=10)
             every = [v for p in pts for name in d.arms[:2] for v in p[name]]
             if min(every) > 0 and max(every) > 30 * min(every):
@@ -143,10 +144,9 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
         else:
             arm(ax, 0, values[d.arms[0]], colours[0])
             if d.kind == "threshold":
-                ax.axhline(d.bound, color=colours[1], ls="--", lw=1)
+                ax.axhline(d.bound, color=colours[1], ls="--", lw=1, label=d.bound_name)
                 ax.set_xticks([0], [_short(d.arms[0], 14)])
-                ax.text(0.98, d.bound, f" {d.bound_name}", transform=ax.get_yaxis_transform(),
-                        ha="right", va="bottom", fontsize=10, color=colours[1])
+                ax.legend(fontsize=10, frameon=False, loc="best")
             else:
                 arm(ax, 1, values[d.arms[1]], colours[1])
                 ax.set_xticks([0, 1], [_short(a, 14) for a in d.arms[:2]])
@@ -170,7 +170,7 @@ def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
     significant digits, followed by its 95% t-interval when ``interval`` is true.
     """
     from . import results as R
-    from .claims import judge_all
+    from .claims import judge_all, setting_value
 
     judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
     if judged is None:
@@ -185,10 +185,11 @@ def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
         raise ValueError(f"{key}/{claim_id}: name the arm, one of {', '.join(d.arms)}")
     if d.kind == "curve":
         points = j.stored.get("points", [])
-        point = next((p for p in points if at is not None and p[d.over] == at), None)
+        point = next((p for p in points if at is not None and setting_value(p[d.over]) == at),
+                     None)
         if point is None:
             raise ValueError(f"{key}/{claim_id}: give at= one of the {d.over} values "
-                             f"{[p[d.over] for p in points]}")
+                             f"{[setting_value(p[d.over]) for p in points]}")
         values = point.get(name)
     else:
         values = j.stored.get("values", {}).get(name)

@@ -145,6 +145,16 @@ class Judged:
     stored: dict = field(default_factory=dict, repr=False)  # the record's per-seed values
 
 
+def setting_value(v):
+    """A sweep point's setting. A record whose arm shares the sweep's name (Harsha's "I") stores
+    the per-seed list there; the setting is its common value."""
+    if isinstance(v, list):
+        if v and all(x == v[0] for x in v):
+            return v[0]
+        raise ValueError(f"a sweep setting varies across seeds: {v}")
+    return v
+
+
 def _iv(values, level=R.LEVEL) -> str:
     return R.fmt_interval(values, level=level)
 
@@ -179,7 +189,8 @@ def judge(d: Declaration, stored: dict) -> Judged:
                          "diff": f"ratio {_iv(ratios)} [{low:.3g}, {high:.3g}]"})
         else:  # curve
             for p in stored.get("points", []):
-                rows.append(_pair_row(d, p[d.arms[0]], p[d.arms[1]], f"{d.over} {p[d.over]}"))
+                rows.append(_pair_row(d, p[d.arms[0]], p[d.arms[1]],
+                                      f"{d.over} {setting_value(p[d.over])}"))
     except KeyError as e:
         raise ValueError(f"{d.key}/{d.id}: the record has no arm {e}; "
                          f"it has {sorted(values)}") from None
