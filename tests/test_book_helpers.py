@@ -28,7 +28,7 @@ def test_docstring_math_without_block_is_a_clear_error():
 
 def test_paper_numbers_table_and_sentence():
     assert "| FID (uncond.) | 3.17" in paper_numbers("ho2020denoising").data
-    assert "lists no headline numbers" in paper_numbers("hyvarinen2005estimation").data
+    assert "holds no headline numbers" in paper_numbers("hyvarinen2005estimation").data
 
 
 def test_show_proof_verifies_and_displays(monkeypatch):
