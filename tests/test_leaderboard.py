@@ -211,3 +211,12 @@ def test_render_table_without_and_with_stored_results(tmp_path, monkeypatch):
     assert "11.0 ± 2.5" in edm_line  # mean and the 95% t-interval's half width (x 1000)
     assert "took 10 CPU minutes" in text
     assert lb.figure_quality_vs_nfe().data and lb.figure_quality_vs_training().data
+
+
+def test_bits_per_dim_where_the_method_defines_a_bound(tmp_path):
+    budget = lb.Budget(**{**TINY.__dict__, "n_bound": 2})
+    results, _ = _run(tmp_path, ["vdm", "analytic-dpm", "edm"], budget=budget)
+    for key in ("vdm", "analytic-dpm"):
+        bpd = results[key][0]["bpd"]
+        assert bpd is not None and 0 < bpd < 1e4, (key, bpd)
+    assert results["edm"][0]["bpd"] is None  # no bound computed for the PF-ODE rows yet
