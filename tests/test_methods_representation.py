@@ -7,7 +7,8 @@ import torch
 from diffnotes.methods.representation import (Autoencoder,
                                                DenoisingRepresentationLoss, Encoder,
                                                ReconstructionLoss, RepresentationDenoiser,
-                                               denoising_mse, encode, linear_probe)
+                                               encode, linear_probe)
+from diffnotes.metrics import denoising_error
 from diffnotes.nets import VectorConditionedMLP
 from diffnotes.theory.proofs import compression_proofs as C, get_proof
 from diffnotes.train import fit
@@ -82,8 +83,8 @@ def test_conditioning_lowers_the_loss_where_the_noise_hides_x0():
     model = fit(model, DenoisingRepresentationLoss(2.0, drop_code=0.3), x, 400, lr=2e-3,
                 batch_size=128, ema_halflife=20, progress=False, seed=0).model_ema
     g = torch.Generator()
-    with_code = denoising_mse(model, x, 2.0, generator=g.manual_seed(1))
-    without = denoising_mse(model, x, 2.0, conditional=False, generator=g.manual_seed(1))
+    with_code = denoising_error(model, x, 2.0, cond=x, generator=g.manual_seed(1))
+    without = denoising_error(model, x, 2.0, generator=g.manual_seed(1))
     assert with_code < 0.5 * without
     # an encoder trained this way separates the clusters linearly
     labels = (x[:, 0] > 0).long()
@@ -122,3 +123,29 @@ def test_the_encoder_and_autoencoder_keep_their_recorded_weights():
     assert state_hash(Autoencoder(dim=8, code_dim=2, hidden=32)) == "77b846340a2832c6"
     torch.manual_seed(0)
     assert state_hash(RepresentationDenoiser(64, 4, 32, 2)) == "d2dba3c3ed42ae93"
+
+
+def _old_denoising_mse(model, x0, sigma, *, conditional=True, generator=None):
+    # frozen reference: representation.denoising_mse as written before issue 24 replaced it by
+    # metrics.denoising_error (the notebook's call changes, its numbers must not)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    with torch.no_grad():
+        denoised = model(x0 + sigma * noise, torch.tensor(float(sigma)),
+                         x0=x0 if conditional else None)
+    return float((denoised - x0).pow(2).mean())
+
+
+def test_the_one_denoising_error_gives_denoising_mse_unchanged():
+    torch.manual_seed(0)
+    model = RepresentationDenoiser(dim=64, code_dim=4, hidden=32)
+    with torch.no_grad():  # an output layer away from zero, so the code matters
+        for p in model.denoiser.backbone.out.parameters():
+            p.normal_(0, 0.1)
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    for conditional in (True, False):
+        for sigma in (0.1, 2.0):
+            new = denoising_error(model, x, sigma, cond=x if conditional else None,
+                                  generator=torch.Generator().manual_seed(5))
+            old = _old_denoising_mse(model, x, sigma, conditional=conditional,
+                                     generator=torch.Generator().manual_seed(5))
+            assert new == old

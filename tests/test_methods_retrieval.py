@@ -108,3 +108,34 @@ def test_retrieval_posterior_is_checked_for_symbolic_k_and_fails_without_a_share
     assert not retrieval_posterior_check(variance_ratio=2).ok
     assert not retrieval_posterior_check(variance_ratio=sympy.Rational(1, 3)).ok
     assert not retrieval_posterior_check(slope_factor=sympy.Rational(1, 2)).ok
+
+
+def _old_conditioned_loss(denoiser, x0, cond, sigmas, *, seed=0, sigma_data=0.5):
+    # frozen reference: conditioned_loss as it was written before it called
+    # metrics.denoising_error (issue 24)
+    from diffnotes.methods.edm import edm_weight
+    from diffnotes.parameterization import append_dims
+
+    n = x0.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(n)
+    with torch.no_grad():
+        for sigma in sigmas:
+            s = torch.full((n,), float(sigma))
+            noise = torch.randn(x0.shape, generator=generator)
+            denoised = denoiser(x0 + append_dims(s, x0) * noise, s, cond)
+            total += edm_weight(s, sigma_data) * (denoised - x0).pow(2).reshape(n, -1).mean(dim=1)
+    return total / len(sigmas)
+
+
+def test_conditioned_loss_goes_through_the_one_metric_unchanged():
+    torch.manual_seed(0)
+    model = embedding_denoiser(64, 5, hidden=32, depth=2)
+    with torch.no_grad():  # an output layer away from zero, so the condition matters
+        for p in model.backbone.out.parameters():
+            p.normal_(0, 0.1)
+    x0 = torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
+    cond = torch.randn(8, 5, generator=torch.Generator().manual_seed(2))
+    for c in (cond, None):
+        new = conditioned_loss(model, x0, c, [0.1, 1.0, 7.0], seed=3)
+        assert torch.equal(new, _old_conditioned_loss(model, x0, c, [0.1, 1.0, 7.0], seed=3))

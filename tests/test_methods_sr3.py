@@ -5,11 +5,11 @@ import torch
 
 from diffnotes.data.patches import load_patches
 from diffnotes.degradations import downsample, lowpass, upsample
-from diffnotes.methods.sr3 import (ConcatBackbone, DetailKernel, Regressor, denoising_error,
+from diffnotes.methods.sr3 import (ConcatBackbone, DetailKernel, Regressor,
                                    detail, detail_statistics, pearson, regression_loss,
                                    sample_spread, scaled_edm, sr3_denoiser, sr_metrics, sr_pairs,
                                    super_resolve)
-from diffnotes.metrics import high_frequency_energy
+from diffnotes.metrics import denoising_error, high_frequency_energy
 from diffnotes.presets import small_unet
 from diffnotes.nets import count_parameters
 from diffnotes.theory.proofs.superres_proofs import conditional_score_check, sample_error_check
@@ -101,7 +101,7 @@ def test_training_lowers_both_losses():
     loss, _, _ = scaled_edm(sd)
     res = fit(sr3_denoiser(16, sigma_data=sd, residual=True), loss, data, 80, lr=1e-3,
               batch_size=16, device="cpu", progress=False, seed=0)
-    errors = [denoising_error(m, test_hr, y_test, sd, generator=torch.Generator().manual_seed(0))
+    errors = [denoising_error(m, test_hr, sd, cond=y_test, generator=torch.Generator().manual_seed(0))
               for m in (res.model_ema, sr3_denoiser(16, sigma_data=sd, residual=True))]
     assert errors[0] < errors[1]
 
@@ -112,7 +112,8 @@ def test_denoising_error_of_the_ideal_gaussian_denoiser():
     gen = torch.Generator().manual_seed(0)
     y_up = torch.zeros(256, 3, 16, 16)
     x0 = 0.2 * torch.randn(y_up.shape, generator=gen)
-    err = denoising_error(sr3_denoiser(16, sigma_data=0.2, residual=True), x0, y_up, 0.3, generator=gen)
+    err = denoising_error(sr3_denoiser(16, sigma_data=0.2, residual=True), x0, 0.3, cond=y_up,
+                          generator=gen)
     assert err == pytest.approx(0.04 * 0.09 / 0.13, rel=0.02)
 
 

@@ -16,7 +16,8 @@ embedding entering as a soft class label (the network its lab was run with).
   :mod:`diffnotes.methods.representation`); a zero condition is the unconditional input.
 * :func:`sample_conditioned` — Heun's sampler on EDM's noise levels, one condition per sample.
 * :func:`conditioned_loss` — the EDM-weighted denoising loss of held-out data at fixed noise
-  levels and fixed noise, so that two models (or two conditions) are compared on the same draws.
+  levels and fixed noise, so that two models (or two conditions) are compared on the same draws
+  (each level's error is ``diffnotes.metrics.denoising_error``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from __future__ import annotations
 import torch
 
 from .. import constants as K
+from ..metrics import denoising_error
 from ..nets import VectorConditionedMLP
-from ..parameterization import append_dims
 from ..precond import EDMPrecond
 from ..sampling import sample, sigma_schedule
 from .edm import edm_weight
@@ -75,8 +76,7 @@ def conditioned_loss(denoiser, x0: torch.Tensor, cond: torch.Tensor | None, sigm
     generator = torch.Generator().manual_seed(seed)
     total = torch.zeros(n)
     for sigma in sigmas:
-        s = torch.full((n,), float(sigma))
-        noise = torch.randn(x0.shape, generator=generator)
-        denoised = denoiser(x0 + append_dims(s, x0) * noise, s, cond)
-        total += edm_weight(s, sigma_data) * (denoised - x0).pow(2).reshape(n, -1).mean(dim=1)
+        error = denoising_error(denoiser, x0, float(sigma), cond=cond, generator=generator,
+                                reduction="none")
+        total += edm_weight(torch.full((n,), float(sigma)), sigma_data) * error
     return total / len(sigmas)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import constants as K
-from ..parameterization import (denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
+from ..parameterization import (append_dims, denoiser_to_eps, denoiser_to_score, eps_to_denoiser,
                                score_to_denoiser)
 from ..precond import EDMPrecond
 from ..theory.numeric import log_uniform_sigma
@@ -118,7 +118,7 @@ class NoisyDigitsClassifier(nn.Module):
         if sigma.shape != (x.shape[0],):
             raise ValueError(f"sigma must be 0-d or of shape ({x.shape[0]},), got {tuple(sigma.shape)}")
         # EDM's c_in and c_noise, taken from its preconditioning (one formula, one place)
-        _, _, c_in, c_noise = EDMPrecond.coefficients(self, sigma.reshape(-1, 1, 1, 1))
+        _, _, c_in, c_noise = EDMPrecond.coefficients(self, append_dims(sigma, x))
         h = torch.cat([c_in * x, c_noise.expand_as(x)], dim=1)
         h = F.silu(self.conv1(h))
         h = F.max_pool2d(F.silu(self.conv2(h)), 2)
@@ -145,7 +145,7 @@ class ClassifierLoss:
             raise ValueError("ClassifierLoss needs class labels: pass the data as an (x, labels) pair")
         u = torch.rand(x0.shape[0], device=x0.device)
         sigma = log_uniform_sigma(u, self.sigma_min, self.sigma_max)
-        x = x0 + torch.randn_like(x0) * sigma.reshape(-1, 1, 1, 1)
+        x = x0 + torch.randn_like(x0) * append_dims(sigma, x0)
         return F.cross_entropy(model(x, sigma), class_labels.long(), reduction="none")
 
 

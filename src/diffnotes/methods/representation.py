@@ -21,7 +21,9 @@ falls by ``E|E[x0|x,z] - E[x0|x]|^2``, which for Gaussians is the MMSE times
   ``sigma`` drawn log-uniformly from a range.
 * :class:`Autoencoder`, :class:`ReconstructionLoss` — the baseline: the same encoder trained
   to reconstruct ``x0`` from ``z`` alone, with the same budget.
-* :func:`encode`, :func:`linear_probe`, :func:`denoising_mse` — what the lab measures.
+* :func:`encode`, :func:`linear_probe` — what the lab measures, with the held-out denoising
+  error ``diffnotes.metrics.denoising_error(model, x0, sigma, cond=x0)`` (the model encodes its
+  condition, the clean image; ``cond=None`` gives the zero code).
 
 Used in the book by ``book/papers/abstreiter2021diffusion.md`` and its notebook.
 """
@@ -43,7 +45,7 @@ from diffnotes.theory.numeric import log_uniform_sigma
 
 __all__ = ["Encoder", "RepresentationDenoiser",
            "DenoisingRepresentationLoss", "Autoencoder", "ReconstructionLoss", "encode",
-           "linear_probe", "denoising_mse"]
+           "linear_probe"]
 
 
 class Encoder(nn.Module):
@@ -186,15 +188,3 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *,
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
     probe.fit(xs[0], ys[0])
     return float((probe.predict(xs[1]) == ys[1]).mean())
-
-
-@torch.no_grad()
-def denoising_mse(model: RepresentationDenoiser, x0: torch.Tensor, sigma: float, *,
-                  conditional: bool = True, generator: torch.Generator | None = None) -> float:
-    """Mean squared error per pixel of ``D(x0 + sigma n; sigma, E(x0))`` (zero code when not
-    ``conditional``) on ``x0``, with noise from ``generator``: the quantity the proof's gain
-    is about, without the loss weight."""
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    denoised = model(x0 + sigma * noise, torch.tensor(float(sigma)),
-                     x0=x0 if conditional else None)
-    return float((denoised - x0).pow(2).mean())

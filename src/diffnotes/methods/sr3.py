@@ -50,7 +50,7 @@ from ..sampling import sample, sigma_schedule
 from .edm import EDMLoss
 
 __all__ = ["ConcatBackbone", "sr3_denoiser", "sr_pairs", "super_resolve", "Regressor", "MeanShift",
-           "regression_loss", "sr_metrics", "scaled_edm", "denoising_error", "detail",
+           "regression_loss", "sr_metrics", "scaled_edm", "detail",
            "detail_statistics", "DetailKernel", "sample_spread", "pearson"]
 
 
@@ -166,16 +166,6 @@ class Regressor(nn.Module):
 def regression_loss(model: Regressor, x0: torch.Tensor, y_up: torch.Tensor) -> torch.Tensor:
     """Per-image mean squared error of the regressor (the ``fit`` loss contract)."""
     return ((model(y_up) - x0) ** 2).flatten(1).mean(dim=1)
-
-
-@torch.no_grad()
-def denoising_error(denoiser, x0: torch.Tensor, cond: torch.Tensor, sigma: float,
-                    generator: torch.Generator | None = None) -> float:
-    """Mean squared error of ``D(x0 + sigma n; sigma, cond)`` against ``x0`` on held-out pairs:
-    the denoising loss itself, unweighted, at one noise level."""
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    sigmas = x0.new_full((x0.shape[0],), float(sigma))
-    return ((denoiser(x0 + sigma * noise, sigmas, cond) - x0) ** 2).mean().item()
 
 
 def sr_metrics(output: torch.Tensor, hr: torch.Tensor, factor: int) -> dict[str, float]:
