@@ -415,7 +415,7 @@ class Row:
     default_nfe: int | None  # the method's own default (None: adaptive)
     default_note: str
     sample: Callable  # (model, task, n, nfe, generator) -> samples; nfe None = own default
-    bpd: Callable | None = None  # (model, x_eval, generator) -> bits/dim per image
+    bpd: Callable | None = None  # (model, x_eval, generator, task) -> bits/dim per image
     fixed_nfe: bool = False  # True: the sampler has one NFE (the requested ones are skipped)
 
 
@@ -534,14 +534,14 @@ def _sample_vdm(model, task, n, nfe, generator):
     return sampling.sample(model, x, sigmas, "ancestral", generator=generator)
 
 
-def _bpd_ddpm(model, x, generator):
+def _bpd_ddpm(model, x, generator, task):
     from .methods.ddpm import nll_bound
 
     return nll_bound(model, x, _ddpm_chain(), decoder="discretized", levels=LEVELS,
                      generator=generator)["total"]
 
 
-def _bpd_iddpm(model, x, generator):
+def _bpd_iddpm(model, x, generator, task):
     from .chain import to_bits_per_dim
     from .methods import iddpm
 
@@ -550,19 +550,18 @@ def _bpd_iddpm(model, x, generator):
     return to_bits_per_dim(nats, x[0].numel())
 
 
-def _bpd_vdm(model, x, generator):
+def _bpd_vdm(model, x, generator, task):
     from .methods import vdm
 
     return vdm.nll_bound(model, x, LEVELS, n_times=100, generator=generator)["total"]
 
 
-def _bpd_analytic(model, x, generator, K_steps=100):
+def _bpd_analytic(model, x, generator, task, K_steps=100):
+    """The bound with the analytic variance at K steps, its moments estimated on training
+    images (as the lab does), never on the held-out images it scores."""
     from .methods import analytic_dpm
 
-    chain = _ddpm_chain()
-    short, kept = chain.respace(K_steps)
-    moments = analytic_dpm.score_norm_moments(model, x, chain, kept, generator=generator)
-    variance = analytic_dpm.analytic_variance(short, moments)["variance"]
+    short, variance = _analytic_tables(model, task, _ddpm_chain(), K_steps, generator)
     return analytic_dpm.nll_bounds(model, x, short, {"analytic": variance}, levels=LEVELS,
                                    generator=generator)["analytic"]
 
@@ -771,7 +770,7 @@ def _evaluate(row: Row, model, task: Task, budget: Budget, seed: int) -> dict:
         gen = torch.Generator().manual_seed(600 + seed)
         pick = torch.randperm(task.held_out.shape[0], generator=gen)[:budget.n_bound]
         with torch.no_grad():
-            bpd = float(row.bpd(model, task.held_out[pick].to(device), gen).double().mean())
+            bpd = float(row.bpd(model, task.held_out[pick].to(device), gen, task).double().mean())
     return {"evals": evals, "bpd": bpd}
 
 
