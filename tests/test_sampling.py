@@ -94,6 +94,23 @@ def test_ddpm_sigmas_equal_theory_and_definition():
     assert np.allclose(ddpm.sigma((idx + 1) / 1000), np.sqrt((1 - ab[idx]) / ab[idx]), rtol=1e-8)
 
 
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace", "ddim"])
+def test_ddpm_sigmas_are_the_chains_levels(spacing):
+    from diffnotes.chain import DiscreteSchedule, sigma_from_alpha_bar
+    from diffnotes.theory.processes import ddpm_alpha_bar
+
+    sigmas = ddpm_sigmas(50, spacing)
+    assert torch.equal(sigmas, DiscreteSchedule.linear().sampling_sigmas(50, spacing))
+    # the numpy twin it used before (issue 24) gives the same levels up to float64 round-off
+    old = sigma_from_alpha_bar(torch.from_numpy(ddpm_alpha_bar()[1:]))
+    _, timesteps = ddpm_sigmas(50, spacing, return_timesteps=True)
+    torch.testing.assert_close(sigmas[:-1], old[timesteps], rtol=1e-14, atol=0)
+    assert torch.equal(sigmas.float()[:-1], old[timesteps].float())
+    # a constant schedule (beta_start = beta_end) stays allowed
+    flat = ddpm_sigmas(5, spacing, num_train_timesteps=20, beta_start=0.05, beta_end=0.05)
+    assert flat.shape == (6,) and bool((flat[:-2] > flat[1:-1]).all())
+
+
 @pytest.mark.parametrize("spacing, expected", [
     ("leading", [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]),
     ("trailing", [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]),

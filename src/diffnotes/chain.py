@@ -142,8 +142,8 @@ class DiscreteSchedule:
         """
         if int(T) != T or T < 2:
             raise ValueError(f"T must be an integer >= 2, got {T!r}")
-        if not 0 < beta_1 < beta_T < 1:
-            raise ValueError(f"need 0 < beta_1 < beta_T < 1, got beta_1={beta_1}, beta_T={beta_T}")
+        if not 0 < beta_1 <= beta_T < 1:
+            raise ValueError(f"need 0 < beta_1 <= beta_T < 1, got beta_1={beta_1}, beta_T={beta_T}")
         return cls(chain_schedule("ddpm", beta_1=beta_1, beta_N=beta_T, N=int(T)))
 
     @classmethod

@@ -29,7 +29,7 @@ import torch
 # tqdm.std, not tqdm.auto: the notebook widget needs ipywidgets and CDN scripts the offline site must not load
 from tqdm.std import tqdm
 
-from .chain import respace_steps, sigma_from_alpha_bar
+from .chain import DiscreteSchedule, respace_steps
 from .constants import (DDPM_BETA_1, DDPM_BETA_T, DDPM_T, EDM_RHO, EDM_SIGMA_MAX, EDM_SIGMA_MIN, NCSN_EPSILON,
                         NCSN_T, VP_EPS_S)
 from .parameterization import denoiser_to_eps, denoiser_to_score
@@ -126,7 +126,8 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
     """Noise levels of ``n_steps`` discrete DDPM timesteps, then a final 0 (float64).
 
     DDPM's linear betas (Ho et al. 2020: beta_1 = 1e-4 ... beta_T = 0.02, T = 1000) give
-    alpha_bar_t = prod_{s<=t} (1 - beta_s) and, in EDM coordinates, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t).
+    alpha_bar_t = prod_{s<=t} (1 - beta_s) and, in EDM coordinates, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t):
+    the levels of the chain's ``DiscreteSchedule.linear(T, beta_start, beta_end).sampling_sigmas``.
     The subset of timesteps follows diffusers' ``timestep_spacing`` conventions (with
     ``steps_offset = 0``), 0-based timesteps as in diffusers:
 
@@ -144,14 +145,10 @@ def ddpm_sigmas(n_steps: int, spacing: str = "leading", num_train_timesteps: int
         raise ValueError(f"n_steps must be an integer in [1, {num_train_timesteps}], got {n_steps!r}")
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
-    from .theory.processes import ddpm_alpha_bar
-
-    T = num_train_timesteps
-    alpha_bar = torch.from_numpy(ddpm_alpha_bar(T, beta_start, beta_end)[1:])  # 0-based t, as diffusers
-    sigma_table = sigma_from_alpha_bar(alpha_bar)  # EDM's sigma of a VP process with s = sqrt(alpha_bar)
-    timesteps = respace_steps(T, n_steps, spacing)
-    sigmas = _append_zero(sigma_table[timesteps])
-    return (sigmas, timesteps) if return_timesteps else sigmas
+    sigmas = DiscreteSchedule.linear(num_train_timesteps, beta_start, beta_end).sampling_sigmas(n_steps, spacing)
+    if not return_timesteps:
+        return sigmas
+    return sigmas, respace_steps(num_train_timesteps, n_steps, spacing)  # 0-based t, as diffusers
 
 
 # --------------------------------------------------------------------------------------------
