@@ -145,6 +145,20 @@ def test_chain_schedules():
     assert cos.shape == (100,) and float(cos.max()) == pytest.approx(K.IDDPM_MAX_BETA)
 
 
+@pytest.mark.parametrize("M, C_1, C_2", [(K.IDDPM_M, K.IDDPM_C1, K.IDDPM_C2), (60, 0.02, 0.01)])
+def test_iddpm_sigmas_twin_is_the_sympy_chain(M, C_1, C_2):
+    """The numpy recursion behind numeric.iddpm_sigmas (processes.iddpm_u) against its SymPy source:
+    1 / (1 + u_{M-t}^2) is alpha_bar_t of the iDDPM process's clipped chain (eq. 17, beta <= 1 - C_1)."""
+    u = numeric.iddpm_sigmas(M, C_1, C_2)
+    assert u.dtype == F64 and u.shape == (M + 1,) and float(u[-1]) == 0 and bool((u[:-1] > u[1:]).all())
+    alpha_bar = torch.cumprod(1 - numeric.chain_schedule("iddpm", M=M, C_1=C_1, C_2=C_2), dim=0)
+    torch.testing.assert_close(1 / (1 + u[:-1].flip(0) ** 2), alpha_bar, rtol=1e-12, atol=0)
+    # a false variant: the chain without its clipping (C_1 -> 0) differs at the noisy end
+    unclipped = torch.cumprod(1 - numeric.chain_schedule("iddpm", M=M, C_1=1e-12, C_2=C_2), dim=0)
+    assert not torch.allclose(1 / (1 + u[:-1].flip(0) ** 2), unclipped, rtol=1e-6, atol=0)
+    assert numeric.iddpm_sigmas(M, C_1, C_2) is not u and torch.equal(numeric.iddpm_sigmas(M, C_1, C_2), u)
+
+
 def test_vp_sigma_dtype_rule():
     assert numeric.vp_sigma(0.5).dtype == F64
     assert numeric.vp_sigma(torch.tensor(0.5)).dtype == torch.float32

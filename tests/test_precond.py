@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from diffnotes.precond import EDMPrecond, IDDPMPrecond, PRECONDS, VEPrecond, VPPrecond, iddpm_sigmas
+from diffnotes.precond import EDMPrecond, IDDPMPrecond, PRECONDS, VEPrecond, VPPrecond
+from diffnotes.theory.numeric import iddpm_sigmas
 
 
 

@@ -18,9 +18,9 @@ from torch import nn
 
 from . import constants as K
 from .parameterization import append_dims
-from .theory.numeric import vp_sigma, vp_sigma_inv
+from .theory.numeric import iddpm_sigmas, vp_sigma, vp_sigma_inv
 
-__all__ = ["vp_sigma", "vp_sigma_inv", "Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS", "iddpm_sigmas"]
+__all__ = ["vp_sigma", "vp_sigma_inv", "Precond", "VPPrecond", "VEPrecond", "IDDPMPrecond", "EDMPrecond", "PRECONDS"]
 
 
 # vp_sigma / vp_sigma_inv live in diffnotes.theory.numeric (re-exported here for old imports).
@@ -98,16 +98,6 @@ class VEPrecond(Precond):
         c_in = torch.ones_like(sigma)
         c_noise = torch.log(0.5 * sigma)
         return c_skip, c_out, c_in, c_noise
-
-
-def iddpm_sigmas(M: int = K.IDDPM_M, C_1: float = K.IDDPM_C1, C_2: float = K.IDDPM_C2) -> torch.Tensor:
-    """iDDPM's discrete noise levels u_0 > u_1 > ... > u_M = 0 (EDM Table 1) as a float64 tensor.
-
-    The recursion lives once, in ``diffnotes.theory.processes.iddpm_u``.
-    """
-    from .theory.processes import iddpm_u
-
-    return torch.from_numpy(iddpm_u(M, C_1, C_2)).to(torch.float64)
 
 
 class IDDPMPrecond(Precond):

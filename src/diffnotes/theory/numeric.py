@@ -11,6 +11,9 @@ through the functions here, which lambdify an expression once per process and pa
 * :func:`sigma_steps` — Table 1's N sampling noise levels as a float64 tensor;
 * :func:`chain_schedule` — a discrete chain's per-step schedule at i = 1..N: beta_i (DDPM,
   iDDPM) or sigma_i (SMLD's ladder);
+* :func:`iddpm_sigmas` — EDM Table 1's discrete iDDPM levels u_0 > ... > u_M = 0, from the
+  theory's recursion (``processes.iddpm_u``, a numpy twin that ``tests/test_numeric.py`` proves
+  equal to the iDDPM process's SymPy chain);
 * :func:`vp_sigma` / :func:`vp_sigma_inv` — the VP noise level and its inverse;
 * :func:`log_uniform_sigma` — the log-uniform training draw of the VE column,
   ln sigma ~ U(ln sigma_min, ln sigma_max), as one PyTorch line of a uniform draw u, which every
@@ -33,8 +36,8 @@ import torch
 
 from .. import constants as K
 
-__all__ = ["process", "table1", "sigma_steps", "chain_schedule", "vp_sigma", "vp_sigma_inv", "log_uniform_sigma",
-           "TABLE1_COEFFICIENTS"]
+__all__ = ["process", "table1", "sigma_steps", "chain_schedule", "iddpm_sigmas", "vp_sigma", "vp_sigma_inv",
+           "log_uniform_sigma", "TABLE1_COEFFICIENTS"]
 
 TABLE1_COEFFICIENTS = ("c_skip", "c_out", "c_in", "c_noise", "loss_weight")
 
@@ -118,6 +121,24 @@ def chain_schedule(name: str, parameterization: str | None = None, **params) -> 
     ``chain_schedule("smld", sigma_min=..., sigma_max=..., L=...)`` SMLD's geometric sigma_i.
     """
     return torch.tensor(_chain_schedule(name, parameterization, _key(params)), dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _iddpm_sigmas(M: int, C_1: float, C_2: float) -> tuple[float, ...]:
+    from .processes import iddpm_u
+
+    return tuple(iddpm_u(M, C_1, C_2).tolist())
+
+
+def iddpm_sigmas(M: int = K.IDDPM_M, C_1: float = K.IDDPM_C1, C_2: float = K.IDDPM_C2) -> torch.Tensor:
+    """iDDPM's discrete noise levels u_0 > u_1 > ... > u_M = 0 (EDM Table 1), float64, cached.
+
+    u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar_{j-1} / alpha_bar_j, C_1) - 1): sigma of iDDPM's
+    clipped cosine chain (eq. 17, beta <= 1 - C_1) at step M - j, written once in the theory.
+    """
+    if int(M) != M or M < 1:
+        raise ValueError(f"M must be an integer >= 1, got {M!r}")
+    return torch.tensor(_iddpm_sigmas(int(M), float(C_1), float(C_2)), dtype=torch.float64)
 
 
 def _time_tensor(value) -> torch.Tensor:
