@@ -15,7 +15,8 @@ so a denoiser trained at the discrete levels ``sigma_t`` *is* a DDPM model: its 
   with iDDPM and Sohl-Dickstein et al.; ``DDPMSchedule.linear()`` is DDPM Sec. 4's beta_1 = 1e-4
   ... beta_T = 0.02, T = 1000), with alpha_bar, sigma_t and the posterior. The bound's closed-form
   terms (Gaussian KL, prior KL, decoder likelihoods) and bits/dim also live in ``diffnotes.chain``
-  and are re-exported here.
+  and are re-exported here; the KL term L_{t-1} is the chain's ``step_kl`` with the posterior
+  mean at D's x0_hat and the fixed variance.
 * :class:`SimpleLoss` — L_simple, DDPM eq. (14): ``|| eps - eps_hat ||^2`` at a uniform step t.
 * :func:`vlb_terms` / :func:`nll_bound` / :class:`VLBLoss` — the variational bound, DDPM eq. (5):
   ``L_T + sum_{t>=2} L_{t-1} + L_0``. Two decoders for ``L_0 = -log p(x0 | x1)`` are offered:

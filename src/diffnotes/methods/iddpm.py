@@ -20,10 +20,14 @@ sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)). What iDDPM 
   mean's gradient stopped in the L_vlb term. L_vlb is in nats by default (the stored lab run);
   the paper's code takes it in bits, ``vlb_unit="bits"``; in nats the effective lambda, counted
   in the paper's bits, is 0.001 ln 2 = 6.9e-4. :class:`VLBLoss` — L_vlb alone, t uniform or from
+  an :class:`ImportanceSampler`.
 * :class:`ImportanceSampler` — t drawn with p_t proportional to sqrt(E[L_t^2]) over the last 10
   values of each term, uniform until every t has 10 (Sec. 3.3, eq. 18).
-* :func:`sample` — ancestral sampling with the learned variance on a respaced chain (Sec. 4:
-  the kept steps' alpha_bar define new betas, and v interpolates between the new bounds).
+* :func:`sample` — the chain's ancestral loop (``chain.ancestral_sample``) with the learned
+  variance on a respaced chain (Sec. 4: the kept steps' alpha_bar define new betas, and v
+  interpolates between the new bounds).
+
+The bound's KL term is the chain's ``step_kl`` with Sigma_theta as the model's variance.
 
 Used by ``book/papers/nichol2021improved.md`` and ``notebooks/nichol2021improved.ipynb``.
 """

@@ -16,7 +16,7 @@ coefficients directly.
 
 * :class:`ReverseKernel` — the model: ``forward(x_t, t) -> (mean, log_var)``, in DDPM coordinates.
 * :func:`bound_term` / :func:`nll_bound` — terms of -K: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))
-  for t >= 2, the decoder's -log N(x_0; mu, Sigma) at t = 1, and the prior term KL(q(x_T | x_0) || N(0, I));
+  for t >= 2 (the chain's ``step_kl`` with the free mean and variance), the decoder's -log N(x_0; mu, Sigma) at t = 1, and the prior term KL(q(x_T | x_0) || N(0, I));
   all in nats, a bound on -log p(x_0) for continuous data.
 * :class:`BoundLoss` — the one-sample estimate L_T + T L_{t-1} at uniform t, per dimension.
 * :func:`sample` — ancestral sampling through the learned kernels.
