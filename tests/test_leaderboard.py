@@ -167,7 +167,10 @@ def test_gpu_profile_on_a_fake_image_folder(tmp_path):
             pixels = (torch.rand(8, 8, 3, generator=gen) * 255).to(torch.uint8).numpy()
             Image.fromarray(pixels).save(folder / name / f"{i}.png")
     lines = []
-    results = lb.run("gpu", ["edm"], str(folder), root=tmp_path, budget=TINY, echo=lines.append)
+    results = lb.run("gpu", ["edm", "cfg"], str(folder), root=tmp_path, budget=TINY,
+                     echo=lines.append)
+    assert lines[0] == "skipped cfg: a class-conditional row needs the digits judge"
+    assert set(results) == {"edm"}
     (edm,) = results["edm"]
     assert edm["data"] == "folder:images" and edm["profile"] == "gpu"
     # a separate result set, never mixed with the digits'
@@ -220,3 +223,19 @@ def test_bits_per_dim_where_the_method_defines_a_bound(tmp_path):
         bpd = results[key][0]["bpd"]
         assert bpd is not None and 0 < bpd < 1e4, (key, bpd)
     assert results["edm"][0]["bpd"] is None  # no bound computed for the PF-ODE rows yet
+
+
+def test_guided_rows_report_the_judges_accuracy_and_share_the_network(tmp_path):
+    results, _ = _run(tmp_path, ["cfg", "adm-cg"])
+    models = sorted(p.name for p in (lb.cache_dir("quick", tmp_path) / "models").iterdir())
+    assert models == ["cond-guided-seed0.pt", "cond-seed0.pt"]
+    cfg, cg = results["cfg"][0], results["adm-cg"][0]
+    for r in (cfg, cg):
+        e = r["evals"][-1]
+        assert 0 <= e["class_accuracy"] <= 1 and e["band"]["class_accuracy"] > 0.5
+        assert e["nfe"] == 2 * ((TINY.default_cap + 1) // 2) - 1  # Heun, counted
+    # classifier guidance pays for the network (trained once) and its classifier
+    assert cg["train_cpu_s"] > cfg["train_cpu_s"]
+    assert cg["examples"] == 2 * cfg["examples"]
+    table = lb._table_markdown(lb.load_results("quick", tmp_path), judged=False)
+    assert "| accuracy |" in table

@@ -96,8 +96,9 @@ class Task:
     name: str
     train: torch.Tensor
     held_out: torch.Tensor
-    score: Callable  # score(samples, seed) -> metrics.DigitsReport
+    score: Callable  # score(samples, seed, labels=None) -> metrics.DigitsReport
     device: str = "cpu"
+    labels: torch.Tensor | None = None  # the training images' classes (digits only)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -112,10 +113,10 @@ class Task:
         return f"{self.name}:{tuple(self.train.shape)}:{float(self.train.double().sum()):.6f}"
 
 
-def _digits_score(samples, seed):
+def _digits_score(samples, seed, labels=None):
     from .metrics import digits_report
 
-    return digits_report(samples.clamp(-1, 1), seed=seed)
+    return digits_report(samples.clamp(-1, 1), labels, seed=seed)
 
 
 def _pixel_features(images: torch.Tensor) -> torch.Tensor:
@@ -170,7 +171,7 @@ def make_task(profile: str, data_root: str | None = None) -> Task:
         if train.shape[0] < 2:
             raise ValueError(f"{data_root} holds {images.shape[0]} images; need at least 10")
 
-        def score(samples, seed):
+        def score(samples, seed, labels=None):
             return pixel_report(samples, ref, real, seed=seed)
 
         from .device import default_device
@@ -179,9 +180,9 @@ def make_task(profile: str, data_root: str | None = None) -> Task:
     if data_root is not None:
         raise ValueError(f"--data-root is for the gpu profile only (got profile {profile!r}); "
                          "quick and full use the digits")
-    train, _ = load_digits("train")
+    train, labels = load_digits("train")
     held_out, _ = load_digits("eval")
-    return Task("digits", train, held_out, _digits_score)
+    return Task("digits", train, held_out, _digits_score, labels=labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class ModelSpec:
     build: Callable  # (task, budget) -> nn.Module
     loss: Callable | None  # (task, budget) -> loss_fn; None: ``train`` is custom
     note: str
-    train: Callable | None = None  # (task, budget, seed) -> (module, cpu_s, examples)
+    train: Callable | None = None  # (task, budget, seed, folder, log) -> (module, cpu_s, examples)
 
 
 def _build_vp(task, budget):
@@ -314,7 +315,7 @@ def _fit(model, loss, data, steps, budget, seed, device):
     return result, time.process_time() - start
 
 
-def _train_subspace(task, budget, seed):
+def _train_subspace(task, budget, seed, folder=None, log=None):
     """Two networks, the steps split as the lab splits them: the full-space net below the switch,
     the subspace net above it, in proportion to EDM's training draws on each side."""
     from .methods.subspace import BandEDMLoss, SubspaceDenoiser, band_probability
@@ -381,6 +382,50 @@ def _loss_sd(task, budget):
     return sd.BoundLoss()
 
 
+def _build_cond(task, budget):
+    """The book's class-conditional digits U-Net (label embedding, AdaGN) under EDM's
+    preconditioning, at the budget's width."""
+    from .methods.guidance import class_conditional_digits_denoiser
+
+    return class_conditional_digits_denoiser(True, budget.width)
+
+
+def _train_cond(task, budget, seed, folder=None, log=None):
+    """EDM's loss with label dropout (the null label is the unconditional model), as the
+    guidance labs' recipe (:func:`diffnotes.recipes.fit_digits_denoiser`) trains it."""
+    from .methods.edm import EDMLoss
+    from .methods.guidance import LabelDropout
+
+    model = _build_cond(task, budget)
+    result, cpu_s = _fit(model, LabelDropout(EDMLoss(), K.CFG_P_UNCOND), (task.train, task.labels),
+                         budget.steps, budget, seed, task.device)
+    return result.model_ema, cpu_s, result.steps_run * budget.batch_size
+
+
+def _build_cond_guided(task, budget):
+    from torch import nn
+
+    from .methods.guidance import NoisyDigitsClassifier
+
+    return nn.ModuleDict({"net": _build_cond(task, budget), "guide": NoisyDigitsClassifier(32)})
+
+
+def _train_cond_guided(task, budget, seed, folder, log):
+    """The class-conditional network (reused from its own cache entry) and a noise-aware
+    classifier trained for the same steps: classifier guidance pays for both."""
+    from torch import nn
+
+    from .methods.guidance import ClassifierLoss
+
+    net, cpu_net, examples = _load_or_train(MODELS["cond"], task, budget, seed, folder, log)
+    guide = _build_cond_guided(task, budget)["guide"]
+    torch.manual_seed(seed)
+    result, cpu_guide = _fit(guide, ClassifierLoss(), (task.train, task.labels), budget.steps, budget,
+                             seed, task.device)
+    return (nn.ModuleDict({"net": net, "guide": result.model_ema}), cpu_net + cpu_guide,
+            examples + result.steps_run * budget.batch_size)
+
+
 MODELS = {m.key: m for m in [
     ModelSpec("sd", _build_sd, _loss_sd, "two U-Nets (mean and variance of each reverse step; "
               "twice the parameters)"),
@@ -398,6 +443,10 @@ MODELS = {m.key: m for m in [
               train=_train_subspace),
     ModelSpec("patch", _build_patch, _loss_edm, "the U-Net on 2x2 patches (4x the channels in, "
               "half the side)"),
+    ModelSpec("cond", _build_cond, None, "the class-conditional digits U-Net (label embedding, "
+              "attention at 4x4), EDM's loss with label dropout 0.2", train=_train_cond),
+    ModelSpec("cond-guided", _build_cond_guided, None, "the class-conditional U-Net above plus a "
+              "noise-aware classifier trained for the same steps", train=_train_cond_guided),
 ]}
 
 
@@ -417,6 +466,7 @@ class Row:
     sample: Callable  # (model, task, n, nfe, generator) -> samples; nfe None = own default
     bpd: Callable | None = None  # (model, x_eval, generator, task) -> bits/dim per image
     fixed_nfe: bool = False  # True: the sampler has one NFE (the requested ones are skipped)
+    conditional: bool = False  # asks for classes: scored with the judge's accuracy (digits only)
 
 
 def _noise(task, n, generator):
@@ -516,6 +566,40 @@ def _sample_heun(model, task, n, nfe, generator):
     return sampling.sample(model, _noise(task, n, generator) * sigmas[0], sigmas, "heun")
 
 
+CFG_WEIGHT = 1.0  # ours: a guidance weight inside the range the CFG lab sweeps (0 to 4)
+CG_SCALE = 1 + CFG_WEIGHT  # classifier guidance at the matching scale, as the lab pairs them
+
+
+def _sample_cfg(model, task, n, nfe, generator):
+    from . import sampling
+    from .methods.guidance import balanced_labels, classifier_free
+
+    labels = balanced_labels(n)
+    sigmas = _karras(nfe)
+    x = _noise(task, n, generator) * sigmas[0]
+    den = classifier_free(model, labels.to(task.device), CFG_WEIGHT)
+    return sampling.sample(den, x, sigmas, "heun"), labels
+
+
+def _sample_cg(model, task, n, nfe, generator):
+    from . import sampling
+    from .methods.gotta_go_fast import CountingDenoiser
+    from .methods.guidance import balanced_labels, classifier_guided, null_labels
+
+    parts = _raw(model)
+    labels = balanced_labels(n)
+    sigmas = _karras(nfe)
+    x = _noise(task, n, generator) * sigmas[0]
+    net = CountingDenoiser(parts["net"])
+    den = classifier_guided(net, parts["guide"], labels.to(task.device), CG_SCALE,
+                            null_labels(n, device=task.device))
+    with torch.enable_grad():  # the classifier's gradient
+        xs = sampling.sample(den, x, sigmas, "heun")
+    if isinstance(model, CountingDenoiser):
+        model.nfe += net.nfe
+    return xs, labels
+
+
 def _vdm_sigmas(model, nfe):
     """EDM's sigma = exp(gamma / 2) on a uniform time grid 1 -> 0 (VDM's SNR is exp(-gamma)),
     then 0."""
@@ -600,12 +684,18 @@ ROWS = {r.key: r for r in [
         "EDM's 35 NFE (the sampler the lab uses)", _sample_heun),
     Row("patching", "Patching, p = 2 (Heun)", "luhman2022improving", "patch", 35,
         "EDM's 35 NFE (the sampler the lab uses)", _sample_heun),
+    Row("cfg", f"Classifier-free guidance, w = {CFG_WEIGHT:g} (Heun)", "ho2022classifier", "cond",
+        35, "EDM's 35 NFE (the lab's solver); each evaluation is one batch of twice the size",
+        _sample_cfg, conditional=True),
+    Row("adm-cg", f"ADM classifier guidance, s = {CG_SCALE:g} (Heun)", "dhariwal2021diffusion",
+        "cond-guided", 35, "EDM's 35 NFE (the lab's solver); plus one classifier gradient per "
+        "evaluation", _sample_cg, conditional=True),
 ]}
 
 LEFT_OUT = {
-    "ADM classifier guidance": "class-conditional: it needs the judge's accuracy column and a "
-                               "noise-aware classifier trained at the same budget (next landing)",
-    "classifier-free guidance": "class-conditional, as above (next landing)",
+    "PF-ODE bits/dim": "the score-based rows' likelihoods need a dequantization choice the labs "
+                       "do not make yet",
+    "Score SDE sub-VP": "its lab compares likelihoods, not samples",
 }
 
 
@@ -713,7 +803,7 @@ def _load_or_train(spec: ModelSpec, task: Task, budget: Budget, seed: int, folde
         log(f"rebuilt model {spec.key} seed {seed}: {path.name} {why}")
     torch.manual_seed(seed)
     if spec.train is not None:
-        model, cpu_s, examples = spec.train(task, budget, seed)
+        model, cpu_s, examples = spec.train(task, budget, seed, folder, log)
     else:
         model = spec.build(task, budget)
         result, cpu_s = _fit(model, spec.loss(task, budget), task.train, budget.steps, budget, seed,
@@ -727,7 +817,7 @@ def _load_or_train(spec: ModelSpec, task: Task, budget: Budget, seed: int, folde
 
 
 def _report_dict(report) -> dict:
-    keys = ("fd", "kd", "kd_se", "precision", "recall", "n")
+    keys = ("fd", "kd", "kd_se", "precision", "recall", "n", "class_accuracy")
     out = {k: getattr(report, k) for k in keys}
     out["band"] = {k: getattr(report.band, k) for k in keys}
     return out
@@ -758,7 +848,8 @@ def _evaluate(row: Row, model, task: Task, budget: Budget, seed: int) -> dict:
         with torch.no_grad():
             xs = row.sample(counter, task, budget.n_samples, nfe, gen)
         cpu_s = time.process_time() - start
-        report = task.score(xs.float().cpu(), seed)
+        xs, labels = xs if isinstance(xs, tuple) else (xs, None)
+        report = task.score(xs.detach().float().cpu(), seed, labels)
         # samplers that call the model object's own methods (iDDPM's variance head,
         # Sohl-Dickstein's kernel) bypass the counter: one evaluation per step of their chain
         used = counter.nfe or (model.schedule.T if hasattr(model, "schedule") else nfe)
@@ -803,6 +894,9 @@ def run(profile: str = "quick", only: list[str] | None = None, data_root: str | 
     torch.set_num_threads(1)  # small nets on a shared CPU: one thread is fastest (as the labs)
     results: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
+    for key in [k for k in only if ROWS[k].conditional and task.name != "digits"]:
+        log(f"skipped {key}: a class-conditional row needs the digits judge")
+        only.remove(key)
     try:
         total, done = len(only) * budget.seeds, 0
         for seed in range(budget.seeds):
@@ -890,6 +984,8 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
         row = {"seeds": len(seeds),
                "kd": [1e3 * e["kd"] for e in evs], "fd": [e["fd"] for e in evs],
                "precision": [e["precision"] for e in evs], "recall": [e["recall"] for e in evs],
+               "accuracy": [e.get("class_accuracy") for e in evs],
+               "band_accuracy": [e["band"].get("class_accuracy") for e in evs],
                "band_kd": [1e3 * e["band"]["kd"] for e in evs], "band_fd": [e["band"]["fd"] for e in evs],
                "band_precision": [e["band"]["precision"] for e in evs],
                "band_recall": [e["band"]["recall"] for e in evs],
@@ -951,8 +1047,13 @@ def _fmt_nfe(values) -> str:
 
 def _band(summary: dict, order: list[str], name: str) -> list[float]:
     """The real-vs-real band per seed: every row of a seed is scored against the same real
-    halves at the same N, so one row's band per seed is the band."""
-    return list(summary[order[0]][f"band_{name}"]) if order else []
+    halves at the same N, so one row's band per seed is the band (the judge's accuracy on real
+    digits only from a row that asked for classes)."""
+    for key in order:
+        values = summary[key][f"band_{name}"]
+        if all(v is not None for v in values):
+            return list(values)
+    return []
 
 
 def _table_markdown(results: dict[str, list[dict]], judged: bool) -> str:
@@ -961,19 +1062,21 @@ def _table_markdown(results: dict[str, list[dict]], judged: bool) -> str:
     summary = summarise(results)
     order = [k for k in ROWS if k in summary]
     ranks = rank_rows({k: summary[k]["kd"] for k in order}) if judged else {k: None for k in order}
-    band = {name: _band(summary, order, name) for name in ("kd", "fd", "precision", "recall")}
-    head = ("| rank | method | NFE | KD ×10³ | Fréchet | precision | recall | bits/dim | "
+    band = {name: _band(summary, order, name)
+            for name in ("kd", "fd", "precision", "recall", "accuracy")}
+    head = ("| rank | method | NFE | KD ×10³ | Fréchet | precision | recall | accuracy | bits/dim | "
             "sample CPU s / 100 | train CPU s |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     lines.append(f"| | *real vs real (band)* | | {_fmt(band['kd'])} | {_fmt(band['fd'])} | "
-                 f"{_fmt(band['precision'])} | {_fmt(band['recall'])} | | | |")
+                 f"{_fmt(band['precision'])} | {_fmt(band['recall'])} | {_fmt(band['accuracy'])} "
+                 "| | | |")
     for k in sorted(order, key=lambda k: (ranks[k] or 0, sum(summary[k]["kd"]) / len(summary[k]["kd"]))):
         s, row = summary[k], ROWS[k]
         rank = "–" if ranks[k] is None else str(ranks[k])
         lines.append(
             f"| {rank} | {cell(row.label)} ([{row.paper}](papers/{row.paper}.md)) | {_fmt_nfe(s['nfe'])} | "
             f"{_fmt(s['kd'])} | {_fmt(s['fd'])} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | "
-            f"{_fmt(s['bpd'])} | {_fmt(s['sample_s'])} | {_fmt(s['train_s'])} |")
+            f"{_fmt(s['accuracy'])} | {_fmt(s['bpd'])} | {_fmt(s['sample_s'])} | {_fmt(s['train_s'])} |")
     numbers = sorted({int(n) for k in order for n in summary[k]["by_nfe"] if n != "default"})
     nfe_names = [str(n) for n in numbers] + ["default"]
     lines += ["", "Kernel distance ×10³ by NFE (\"default\": the row above):", "",
