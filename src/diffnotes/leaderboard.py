@@ -11,7 +11,8 @@ rewrites a loss or a sampler. A row says
 * its bits/dim where the method defines a likelihood bound.
 
 Rows that share a model (DDIM and Analytic-DPM on the DDPM model; Gotta Go Fast and the VP
-samplers on the VP model) reuse one cached checkpoint per seed.
+samplers on the VP model; both guidance rows on the class-conditional network) reuse one cached
+checkpoint per seed. The two guidance rows ask for classes and add the digits judge's accuracy.
 
 The run is cached under ``_build/leaderboard/<profile>/``: one checkpoint per (model, seed),
 written atomically by :func:`diffnotes.checkpoints.save_checkpoint`, and one JSON of results per
