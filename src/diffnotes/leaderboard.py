@@ -898,6 +898,8 @@ def run(profile: str = "quick", only: list[str] | None = None, data_root: str | 
     for key in [k for k in only if ROWS[k].conditional and task.name != "digits"]:
         log(f"skipped {key}: a class-conditional row needs the digits judge")
         only.remove(key)
+    log(f"leaderboard {profile}: {len(only)} rows x {budget.seeds} seed(s), {budget.steps} "
+        f"steps of batch {budget.batch_size} per model; cache {folder}")
     try:
         total, done = len(only) * budget.seeds, 0
         for seed in range(budget.seeds):

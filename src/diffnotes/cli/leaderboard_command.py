@@ -32,8 +32,10 @@ def cmd_leaderboard(args) -> int:
     except FileNotFoundError as err:
         raise UserError(str(err).splitlines()[0]) from None
     rows = len(results)
+    cpu_min = lb.total_cpu_seconds(results) / 60
     print(f"leaderboard ({args.profile}): {rows} rows in {time.perf_counter() - start:.0f} s; "
-          f"cache {lb.cache_dir(args.profile)}")
+          f"the table cost {cpu_min:.1f} CPU minutes in all (training and scoring, over every "
+          f"run that built the cache); cache {lb.cache_dir(args.profile)}")
     return 0
 
 
