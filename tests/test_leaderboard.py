@@ -238,5 +238,10 @@ def test_guided_rows_report_the_judges_accuracy_and_share_the_network(tmp_path):
     # classifier guidance pays for the network (trained once) and its classifier
     assert cg["train_cpu_s"] > cfg["train_cpu_s"]
     assert cg["examples"] == 2 * cfg["examples"]
+    # ... and the table's total counts the network's training once
+    total = lb.total_cpu_seconds(results)
+    expected = (cfg["train_cpu_s"] + cg["train_parts"]["cond-guided"] + cfg["eval_cpu_s"]
+                + cg["eval_cpu_s"])
+    assert total == pytest.approx(expected) and cg["train_parts"]["cond"] == cfg["train_cpu_s"]
     table = lb._table_markdown(lb.load_results("quick", tmp_path), judged=False)
     assert "| accuracy |" in table
