@@ -965,10 +965,15 @@ def run(profile: str = "quick", only: list[str] | None = None, data_root: str | 
         torch.set_num_threads(threads)
     if store is None:
         store = profile == "full" and set(only) == set(ROWS) and budget == BUDGETS["full"]
-    if store:
-        STORED_FULL.write_text(json.dumps({"format": RESULTS_FORMAT, "profile": profile,
-                                           "cpu_s": round(total_cpu_seconds(results), 1),
-                                           "results": results}, indent=1, sort_keys=True) + "\n")
+    if store:  # atomically, like every cache entry: a kill leaves the old file or the new one
+        fd, tmp = tempfile.mkstemp(prefix=f".{STORED_FULL.name}.", suffix=".tmp",
+                                   dir=STORED_FULL.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"format": RESULTS_FORMAT, "profile": profile,
+                       "cpu_s": round(total_cpu_seconds(results), 1), "results": results},
+                      fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, STORED_FULL)
     return results
 
 
