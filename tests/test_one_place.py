@@ -82,17 +82,14 @@ PATTERNS = [
     ("a training recipe outside recipes",
      r"^\s*def\s+(fit_digits_denoiser|fit_noisy_classifier|train_unconditional|fit_in_stages)\s*\(", {"recipes.py"}),
     ("digits_denoiser, a name that meant two networks", r"^\s*def\s+digits_denoiser\s*\(", set()),
-    # issue 24: still repeated while this test was extended (strict xfail: remove the mark when it passes)
-    pytest.param("held-out denoising error outside metrics",
-                 r"^\s*def\s+(denoising_error|denoising_mse|noisy_and_denoised)\s*\(", {"metrics.py"},
-                 marks=_open("sr3.denoising_error and representation.denoising_mse beside metrics.denoising_error")),
-    pytest.param("per-sample sigma expand by hand (use parameterization.append_dims)",
-                 r"\.(reshape|view)\(\s*-1\s*(,\s*1\s*){3}\)|\[\s*:\s*,\s*None\s*,\s*None\s*,\s*None\s*\]",
-                 {"parameterization.py"}, marks=_open("methods/guidance.py reshapes sigma to (-1, 1, 1, 1) twice")),
-    pytest.param("the engine reads the theory's processes around the bridge",
-                 r"from\s+(\.+|diffnotes\.)theory\.processes\s+import|from\s+(\.+|diffnotes\.)theory\s+import\s+processes",
-                 {"theory/"}, marks=_open("precond.py (iddpm_u) and sampling.py (ddpm_alpha_bar) import numpy twins "
-                                          "from theory/processes.py instead of theory/numeric.py")),
+    ("held-out denoising error outside metrics",
+     r"^\s*def\s+(denoising_error|denoising_mse|noisy_and_denoised)\s*\(", {"metrics.py"}),
+    ("per-sample sigma expand by hand (use parameterization.append_dims)",
+     r"\.(reshape|view)\(\s*-1\s*(,\s*1\s*){3}\)|\[\s*:\s*,\s*None\s*,\s*None\s*,\s*None\s*\]",
+     {"parameterization.py"}),
+    ("the engine reads the theory's processes around the bridge",
+     r"from\s+(\.+|diffnotes\.)theory\.processes\s+import|from\s+(\.+|diffnotes\.)theory\s+import\s+processes",
+     {"theory/"}),
 ]
 
 # distinctive paper constants (values no other setting of the package shares)
