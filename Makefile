@@ -14,7 +14,7 @@ NB_THREADS ?= 1
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 XDIST := -n $(JOBS) --dist loadfile
 
-.PHONY: help venv book test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
+.PHONY: help venv book leaderboard test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
 help:
 	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
@@ -24,6 +24,7 @@ help:
 	@echo "make tables     regenerate every generated table"
 	@echo "make serve      serve _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make pdf        the whole book as one PDF (_build/pdf/diffusion-notes.pdf)"
+	@echo "make leaderboard  the notes' table, measured (full: about 45-50 CPU min, resumable; LEADERBOARD_PROFILE=quick for a smoke run)"
 	@echo "make bench      benchmarks -> benchmarks/RESULTS.md and the sampler figures (BENCH_ARGS=--quick)"
 	@echo "make notebooks-untrained  every notebook with training disabled must fail its checks"
 
@@ -115,6 +116,12 @@ pdf: $(STAMP) browser-deps
 bench: $(STAMP)
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt -c constraints.txt
 	OMP_NUM_THREADS=1 $(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# The notes' table, measured: every generative method on the digits at equal budget over three
+# seeds (cached and resumable under _build/leaderboard/); a full run stores
+# src/diffnotes/data/leaderboard_full.json, from which `make tables` writes the page's table.
+leaderboard: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m diffnotes leaderboard --profile $(or $(LEADERBOARD_PROFILE),full) $(LEADERBOARD_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

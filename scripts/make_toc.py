@@ -18,7 +18,7 @@ themes = [
 ]
 out = ["# Table of contents: papers grouped by theme; each lab notebook sits under its chapter.",
 "format: jb-book","root: book/intro","parts:",
-"  - caption: Start here","    chapters:","      - file: book/papers/index","      - file: book/timeline","      - file: book/running","      - file: book/architecture",
+"  - caption: Start here","    chapters:","      - file: book/papers/index","      - file: book/leaderboard","      - file: book/timeline","      - file: book/running","      - file: book/architecture",
 "  - caption: The common language","    chapters:","      - file: book/unified-view","      - file: book/questions"]
 for cap, slug, keys in themes:
     out += [f"  - caption: {cap}", "    chapters:", f"      - file: book/themes/{slug}"]

@@ -245,3 +245,14 @@ def test_guided_rows_report_the_judges_accuracy_and_share_the_network(tmp_path):
     assert total == pytest.approx(expected) and cg["train_parts"]["cond"] == cfg["train_cpu_s"]
     table = lb._table_markdown(lb.load_results("quick", tmp_path), judged=False)
     assert "| accuracy |" in table
+
+
+def test_the_quick_profile_runs_every_row_and_is_not_judged(tmp_path):
+    """The CI run of issue 26: every row at the real `quick` budget (about 20 CPU s), and the table
+    it gives says it is not judged."""
+    results = lb.run("quick", None, root=tmp_path, echo=lambda line: None)
+    assert set(results) == set(lb.ROWS)
+    table = lb._table_markdown(lb.load_results("quick", tmp_path), judged=False)
+    main_table = table.split("\n\n")[0].splitlines()[3:]  # the rows after the band's
+    assert len(main_table) == len(lb.ROWS)
+    assert all(line.startswith("| – |") for line in main_table)  # no rank at quick

@@ -26,10 +26,11 @@ __all__ = ["GENERATED_DIR", "HEADER", "GeneratedTable", "find_root", "all_tables
 def _contributors() -> list[list[GeneratedTable]]:
     """Every contributor's tables: the tooling modules that define ``GENERATED_TABLES`` and the
     theory's tables (imported here, never the other way round)."""
-    from . import book_status, claims
+    from . import book_status, claims, leaderboard
     from .catalogue import render
 
-    return [render.GENERATED_TABLES, theory_tables(), claims.GENERATED_TABLES, book_status.GENERATED_TABLES]
+    return [render.GENERATED_TABLES, theory_tables(), claims.GENERATED_TABLES,
+            book_status.GENERATED_TABLES, leaderboard.GENERATED_TABLES]
 
 
 def _written(build) -> str:
