@@ -115,6 +115,14 @@ def seeds(profile=None, *, quick: int = 1, full: int = MIN_SEEDS) -> tuple[int, 
     return tuple(range(n))
 
 
+def mean(values: Sequence[float]) -> float:
+    """The plain average of per-seed values (what the notebooks plot and print)."""
+    values = list(values)
+    if not values:
+        raise ValueError("mean of no values: give at least one")
+    return sum(values) / len(values)
+
+
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the mean (``nan`` error for a single value)."""
     vals = [float(v) for v in values]
