@@ -185,7 +185,6 @@ def _notebook_code(path: Path) -> list[str]:
             for c in cells if c.get("cell_type") == "code"]
 
 
-@_open("24 notebooks define their own mean(values); the package helper replaces them")
 def test_notebooks_define_no_mean_of_their_own():
     """Notebook helpers live in the package: no notebook writes ``def mean(`` again."""
     found = [path.name for path in sorted(NOTEBOOKS.glob("*.ipynb"))
