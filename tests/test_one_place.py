@@ -192,6 +192,16 @@ def test_notebooks_define_no_mean_of_their_own():
     assert not found, f"notebooks defining mean(): {found}"
 
 
+@_open("digits_unet (3 notebooks) and identity (4 notebooks) are still written in each notebook")
+def test_notebooks_share_their_model_helpers():
+    """The digits U-Net builder and the identity denoiser several notebooks use come from the
+    package, not from a ``def`` in each notebook."""
+    found = [path.name for path in sorted(NOTEBOOKS.glob("*.ipynb"))
+             if any(re.search(r"^\s*def\s+(digits_unet|identity)\s*\(", code, flags=re.M)
+                    for code in _notebook_code(path))]
+    assert not found, f"notebooks defining digits_unet() or identity(): {found}"
+
+
 def _numbers(path: Path):
     source = path.read_text()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
