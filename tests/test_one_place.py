@@ -171,7 +171,6 @@ def test_proof_helpers_live_in_base():
     assert not found, "proof helpers copied (use theory/proofs/base.py):\n" + "\n".join(found)
 
 
-@_open("sampling.py assigns SOLVERS three times, once after each group of solvers")
 def test_solvers_are_listed_once():
     """``SOLVERS`` is assigned in one place (a second assignment hides which solvers the first knew)."""
     found = [f"{rel}:{lineno}" for rel, path in _modules()

@@ -13,8 +13,9 @@ The samplers are stateless pure functions in the style of k-diffusion,
 return value the sample at sigma = 0. There is no scheduler object and no hidden step counter.
 
 Used in the book by the chapters on SMLD (annealed Langevin), DDPM (ancestral), Score SDE
-(Euler-Maruyama, predictor-corrector), DDIM, DPM-Solver++ and EDM (Heun, stochastic sampler),
-and by ``benchmarks/bench_samplers.py``.
+(Euler-Maruyama, predictor-corrector), DDIM, DPM-Solver++ (2M, 3M) and EDM (Heun, stochastic
+sampler), and by ``benchmarks/bench_samplers.py``, which also runs UniPC (``sample_unipc``) and
+DEIS (``sample_deis``). ``SOLVERS`` names them all; ``sample(..., solver=name)`` runs one.
 """
 
 from __future__ import annotations
@@ -513,19 +514,7 @@ def sample_annealed_langevin(denoiser, x, sigmas, *, epsilon: float = NCSN_EPSIL
 # --------------------------------------------------------------------------------------------
 # Dispatch
 # --------------------------------------------------------------------------------------------
-_SOLVER_FUNCTIONS: dict[str, Callable] = {
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "edm_stochastic": sample_edm_stochastic,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "dpmpp_3m": sample_dpmpp_3m,
-    "ddim": sample_ddim,
-    "euler_maruyama": sample_euler_maruyama,
-    "predictor_corrector": sample_predictor_corrector,
-    "ancestral": sample_ancestral,
-    "annealed_langevin": sample_annealed_langevin,
-}
-SOLVERS = tuple(_SOLVER_FUNCTIONS)
+# The registry of solvers by name is at the end of this module, after the last solver.
 
 
 def sample(denoiser, x, sigmas, solver: str = "heun", *, generator=None, callback=None,
@@ -893,8 +882,6 @@ def sample_unipc(denoiser, x, sigmas, *, order: int = 3, variant: str = "bh2", c
     return x
 
 
-_SOLVER_FUNCTIONS["unipc"] = sample_unipc  # registered here, after its definition
-SOLVERS = tuple(_SOLVER_FUNCTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -960,5 +947,20 @@ def sample_deis(denoiser, x, sigmas, *, order: int = 3, callback=None, progress=
     return x
 
 
-_SOLVER_FUNCTIONS["deis"] = sample_deis
+# --------------------------------------------------------------------------------------------
+# Every solver by name, in one place (`sample` looks solvers up here when it is called).
+_SOLVER_FUNCTIONS: dict[str, Callable] = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "edm_stochastic": sample_edm_stochastic,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_3m": sample_dpmpp_3m,
+    "ddim": sample_ddim,
+    "euler_maruyama": sample_euler_maruyama,
+    "predictor_corrector": sample_predictor_corrector,
+    "ancestral": sample_ancestral,
+    "annealed_langevin": sample_annealed_langevin,
+    "unipc": sample_unipc,
+    "deis": sample_deis,
+}
 SOLVERS = tuple(_SOLVER_FUNCTIONS)
