@@ -191,7 +191,6 @@ def test_notebooks_define_no_mean_of_their_own():
     assert not found, f"notebooks defining mean(): {found}"
 
 
-@_open("digits_unet (3 notebooks) and identity (4 notebooks) are still written in each notebook")
 def test_notebooks_share_their_model_helpers():
     """The digits U-Net builder and the identity denoiser several notebooks use come from the
     package, not from a ``def`` in each notebook."""

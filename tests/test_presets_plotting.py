@@ -156,3 +156,17 @@ def test_presets_and_nets_import_no_paper_module():
         upward = [n for n in names if n.lstrip(".").split(".")[0] in ("methods", "recipes", "cli")
                   or n.startswith(("diffnotes.methods", "diffnotes.recipes", "diffnotes.cli"))]
         assert not upward, f"{module} imports {upward}"
+
+
+def test_digits_unet_and_the_identity_it_starts_as():
+    import pytest
+    import torch
+
+    from diffnotes.presets import digits_unet, identity_denoiser
+
+    probe = torch.randn(4, 1, 8, 8)
+    for net in (digits_unet(), digits_unet("ve", sigma_min=0.01, sigma_max=10.0)):
+        assert torch.equal(net(probe, torch.tensor(2.0)), probe)
+    assert identity_denoiser(probe, torch.tensor(2.0)) is probe
+    with pytest.raises(ValueError, match="valid: vp, ve"):
+        digits_unet("edm")

@@ -151,6 +151,25 @@ def build_model(config: dict):
 # ----------------------------------------------------------------------------------------------
 
 
+def digits_unet(precond: str = "vp", **options):
+    """The digits labs' denoiser: ``nets.UNet.digits(ch=16)`` under VP (default) or VE
+    preconditioning; ``options`` go to the preconditioner (VE's ``sigma_min``, ``sigma_max``)."""
+    from .nets import UNet
+    from .precond import VEPrecond, VPPrecond
+
+    wrappers = {"vp": VPPrecond, "ve": VEPrecond}
+    if precond not in wrappers:
+        raise ValueError(f"precond {precond!r}; valid: {', '.join(wrappers)}")
+    return wrappers[precond](UNet.digits(ch=16), **options)
+
+
+def identity_denoiser(x, sigma, class_labels=None):
+    """D(x; sigma) = x: what an untrained :func:`digits_unet` computes (the U-Net's last layer
+    starts at zero and both preconditionings have c_skip = 1), the labs' untrained arm without
+    building a network."""
+    return x
+
+
 def toy_mixture(n: int = 20000, seed: int = 0):
     """The 8-component ring (radius 1, std 0.1) and ``n`` training points drawn with ``seed``.
 
