@@ -9,11 +9,12 @@ quote a formula; code may not re-type it) and fails listing ``file:line`` for
   DDPM-to-EDM coordinate change, the log-uniform sigma draw, the block low-pass, EDM's loss
   weight, the backbones, the small U-Net builder, the training recipes, the proof helpers, the
   held-out denoising error, the engine's way to the theory's processes);
-* ``SOLVERS`` assigned more than once, and a ``def mean(`` in a notebook's code cell;
+* ``SOLVERS`` assigned more than once, and a ``def mean(``, ``def digits_unet(`` or
+  ``def identity(`` in a notebook's code cell;
 * a paper constant typed as a number outside ``diffnotes/constants.py``.
 
-The repetitions issue 24 found that are not gone yet are listed as strict ``xfail`` entries:
-each fails the run as soon as it passes, so whoever removes the repetition removes the mark.
+Every repetition issue 24 found is covered; a check for a repetition that is still present
+goes in as ``pytest.mark.xfail(strict=True)`` naming it, so it fails the run once it is gone.
 """
 
 from __future__ import annotations
@@ -29,11 +30,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "diffnotes"
 NOTEBOOKS = PACKAGE.parents[1] / "notebooks"
-
-
-def _open(reason: str):
-    """The mark of a repetition issue 24 found that is still there: strict, so it flips when fixed."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 24, still repeated: {reason}")
 
 # name -> the one module (relative to src/diffnotes) where it may be defined
 HOMES = {
