@@ -1190,7 +1190,7 @@ def figure_quality_vs_nfe(results: dict[str, list[dict]] | None = None):
 
     results = results if results is not None else load_results("stored")
     summary, order = _series(results)
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    fig, ax = plt.subplots(figsize=(6.8, 5.6))
     for i, k in enumerate(order):
         pts = sorted((sum(v["nfe"]) / len(v["nfe"]), sum(v["kd"]) / len(v["kd"]))
                      for v in summary[k]["by_nfe"].values())
@@ -1200,7 +1200,9 @@ def figure_quality_vs_nfe(results: dict[str, list[dict]] | None = None):
         band = _band(summary, order, "kd")
         ax.axhline(sum(band) / len(band), color="0.5", ls=":", label="real vs real")
     ax.set(xscale="log", xlabel="NFE (measured)", ylabel="KD ×10³ (lower is better)")
-    ax.legend(fontsize=10, ncol=2, loc="upper right")
+    ax.legend(fontsize=10, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              frameon=False)
+    fig.tight_layout()
     fig.tight_layout()
     return book_figure(fig)
 
