@@ -140,14 +140,7 @@ def test_fourier_embedding_is_saved_and_seeded():
 # (compression.FlatMLP, score_matching.ScoreNet, representation.CodeConditionedMLP) on seed 0.
 
 
-def _state_hash(module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, value in module.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+from conftest import state_hash as _state_hash
 
 
 def test_moved_backbones_build_the_recorded_weights():

@@ -93,14 +93,7 @@ def test_save_samples_writes_points_and_images(tmp_path):
 # -- the one small-U-Net builder (issue 24): the three former factories, same configs and weights
 
 
-def _state_hash(module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, value in module.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+from conftest import state_hash as _state_hash
 
 
 def test_small_unet_builds_what_the_three_former_factories_built():

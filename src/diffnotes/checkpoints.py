@@ -58,14 +58,16 @@ def _fsync_folder(folder: Path) -> None:
         os.close(dir_fd)
 
 
-def save_checkpoint(path, state: dict) -> Path:
-    """Write ``state`` atomically: a reader sees the old file or the new one, never half of one."""
+def atomic_write(path, write, *, mode: str = "wb") -> Path:
+    """Write a file atomically: ``write(fh)`` fills a temporary file in the same folder, which is
+    flushed, fsynced and renamed over ``path``, so a reader (or a run resumed after a kill) sees
+    the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -75,6 +77,11 @@ def save_checkpoint(path, state: dict) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Write ``state`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

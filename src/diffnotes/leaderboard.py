@@ -35,8 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from typing import Callable
 import torch
 
 from . import constants as K
+from .checkpoints import atomic_write
 
 __all__ = ["Budget", "BUDGETS", "ModelSpec", "Row", "ROWS", "MODELS", "LEFT_OUT", "Task",
            "make_task", "run", "load_results", "summarise", "rank_rows", "render_table",
@@ -756,21 +755,10 @@ def _row_config(row: Row, task: Task, budget: Budget, seed: int) -> dict:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomic JSON write (checkpoints.atomic_write), carrying the digest of its own content."""
     body = dict(payload)
     body["digest"] = _digest({k: v for k, v in body.items() if k != "digest"})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(body, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: json.dump(body, fh, indent=1, sort_keys=True), mode="w")
 
 
 def _read_json(path: Path, config_digest: str) -> tuple[dict | None, str | None]:
@@ -966,14 +954,10 @@ def run(profile: str = "quick", only: list[str] | None = None, data_root: str | 
     if store is None:
         store = profile == "full" and set(only) == set(ROWS) and budget == BUDGETS["full"]
     if store:  # atomically, like every cache entry: a kill leaves the old file or the new one
-        fd, tmp = tempfile.mkstemp(prefix=f".{STORED_FULL.name}.", suffix=".tmp",
-                                   dir=STORED_FULL.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"format": RESULTS_FORMAT, "profile": profile,
-                       "cpu_s": round(total_cpu_seconds(results), 1), "results": results},
-                      fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, STORED_FULL)
+        stored = {"format": RESULTS_FORMAT, "profile": profile,
+                  "cpu_s": round(total_cpu_seconds(results), 1), "results": results}
+        atomic_write(STORED_FULL, lambda fh: fh.write(
+            json.dumps(stored, indent=1, sort_keys=True) + "\n"), mode="w")
     return results
 
 
