@@ -12,7 +12,7 @@ import torch
 from diffnotes.markdown import parts_table
 from diffnotes.tables import check_tables, find_root, theory_tables
 from diffnotes.theory import get_process
-from diffnotes.theory.processes import SIGMA, SIGMA_DATA
+from diffnotes.theory.processes import SIGMA, SIGMA_DATA, tex
 from diffnotes.theory.tables import (
     COMPARISON_ROWS, TABLE1_COLUMNS, TABLES, render_comparison, render_edm_table1,
 )
@@ -69,8 +69,8 @@ def test_comparison_rows_come_from_the_processes():
     assert [r[0] for r in rows[1:]] == [f"**{label}**" for label, _, _ in COMPARISON_ROWS]
     for row, (label, name, par) in zip(rows[1:], COMPARISON_ROWS):
         p = get_process(name, par)
-        assert row[-1] == f"${sp.latex(p.sigma_short)}$"  # sigma(t)
-        assert row[-2] == f"${sp.latex(p.scale_short)}$"  # s(t)
+        assert row[-1] == f"${tex(p.sigma_short)}$"  # sigma(t)
+        assert row[-2] == f"${tex(p.scale_short)}$"  # s(t)
         assert (row[1] == "—") == (p.chain is None)
 
 
@@ -108,3 +108,12 @@ def test_edm_precond_agrees_with_score_proofs():
     mine = get_process("edm").table1
     for key, value in theirs.items():
         assert sp.simplify(value - mine[key]) == 0, key
+
+
+def test_tex_writes_word_subscripts_upright_and_letters_italic():
+    import sympy as sp
+
+    a, b = sp.symbols("sigma_data x_0")
+    assert tex(a**2) == r"\sigma_\mathrm{data}^{2}"
+    assert tex(b) == "x_{0}"
+    assert tex(sp.Symbol(r"\hat{x}")) == sp.latex(sp.Symbol(r"\hat{x}"))

@@ -41,7 +41,23 @@ import sympy as sp
 
 from .. import constants as K
 
+def tex(expr, **options) -> str:
+    """``sympy.latex`` with the book's one convention for named subscripts: a symbol named
+    ``<base>_<word>`` (``sigma_data``, ``sigma_min``, ``beta_max``) prints its word upright,
+    ``\\sigma_\\mathrm{data}``, as the chapters write it; one-letter subscripts (``x_0``,
+    ``x_t``) stay italic. Symbols whose names are already LaTeX are printed as they are."""
+    names = dict(options.pop("symbol_names", {}) or {})
+    for sym in getattr(expr, "free_symbols", ()):
+        if sym in names or not isinstance(sym, sp.Symbol):
+            continue
+        base, _, sub = sym.name.partition("_")
+        if sub and len(sub) > 1 and sub.isalpha() and base.isalpha():
+            names[sym] = sp.latex(sp.Symbol(base)) + r"_\mathrm{" + sub + "}"
+    return sp.latex(expr, symbol_names=names, **options)
+
+
 __all__ = [
+    "tex",
     "t", "SIGMA", "X", "X0", "SCORE", "DENOISER", "MU", "C_DATA",
     "I_SAMPLE", "N_SAMPLE", "RND_UNIFORM", "RND_NORMAL", "TRAIN_DRAWS",
     "Process", "DiscreteChain", "get_process", "PROCESS_NAMES", "PARAMETERIZATIONS",

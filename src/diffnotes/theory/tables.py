@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .processes import C_DATA, MU, SCORE, SIGMA, X, X0, get_process, t
+from .processes import C_DATA, MU, SCORE, SIGMA, X, X0, get_process, t, tex
 
 __all__ = ["TABLES", "render_comparison", "render_comparison_symbols", "render_edm_table1",
            "COMPARISON_ROWS", "TABLE1_COLUMNS"]
@@ -37,7 +37,7 @@ _DW, _DT, _DX = sp.Symbol(r"\mathrm{d}w"), sp.Symbol(r"\mathrm{d}t"), sp.Symbol(
 
 
 def _latex(expr) -> str:
-    return expr if isinstance(expr, str) else sp.latex(expr)
+    return expr if isinstance(expr, str) else tex(expr)
 
 
 def _math(tex: str) -> tuple[str, str]:
@@ -55,12 +55,12 @@ def _joined(parts, separator: str = ", ") -> list:
 
 def _shortest(expr):
     """The shorter (in LaTeX) of ``expr`` and its simplification: tables should read like papers."""
-    return min((expr, sp.simplify(expr)), key=lambda e: len(sp.latex(e)))
+    return min((expr, sp.simplify(expr)), key=lambda e: len(tex(e)))
 
 
 def _paren(expr) -> str:
-    tex = _latex(expr)
-    return rf"\left({tex}\right)" if isinstance(expr, sp.Add) else tex
+    text = _latex(expr)
+    return rf"\left({text}\right)" if isinstance(expr, sp.Add) else text
 
 
 def _kernel(p) -> str:
@@ -102,7 +102,7 @@ def render_comparison() -> tuple[list, list]:
             chain = ["—"]
         else:
             chain = [_math(p.chain.latex)] + ([] if p.chain.markovian else [" (non-Markovian)"])
-        rows.append([[f"**{label}**"], chain] + [[_math(tex)] for tex in (
+        rows.append([[f"**{label}**"], chain] + [[_math(part)] for part in (
             _kernel(p), _marginal(p), _sde(p), _pf_ode(p), _latex(p.scale_short), _latex(p.sigma_short))])
     return [[h] for h in head], rows
 
@@ -114,7 +114,7 @@ def _fmt(value) -> str:
 
 def _bound(b) -> str:
     b = sp.sympify(b)
-    return _fmt(b) if b.is_number else sp.latex(b)
+    return _fmt(b) if b.is_number else tex(b)
 
 
 def render_comparison_symbols() -> tuple[list, list]:
@@ -125,7 +125,7 @@ def render_comparison_symbols() -> tuple[list, list]:
         p = get_process(name, par)
         shorthands = _joined([_math(_latex(p.aux_display.get(fn, sp.Eq(fn, value))))
                               for fn, value in p.aux.items()]) or ["—"]
-        defaults = _joined([_math(f"{sp.latex(sym)} = {_fmt(val)}") for sym, val in p.defaults.items()]) or ["—"]
+        defaults = _joined([_math(f"{tex(sym)} = {_fmt(val)}") for sym, val in p.defaults.items()]) or ["—"]
         if p.learned:
             defaults.append(" (learned in the paper; fixed linear shown)")
         lo, hi = p.t_range

@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 import mpmath
 import sympy as sp
 
+from ..processes import tex
+
 __all__ = ["Proof", "ProofResult", "symbolic_zero", "rational_zero", "cancelled", "combine",
            "numeric_check"]
 
@@ -73,7 +75,7 @@ class Proof:
             elif isinstance(expr, str):
                 out.append((text, expr))
             else:
-                out.append((text, sp.latex(expr, symbol_names=_raw_names(expr))))
+                out.append((text, tex(expr, symbol_names=_raw_names(expr))))
         return out
 
 
