@@ -77,6 +77,26 @@ def notes_corrections(key: str, fields=None):
     return Markdown("\n".join(rows))
 
 
+_JUDGED: dict = {}
+
+
+def _judged_lab(key: str, root=None):
+    """The lab's claims re-judged (``claims.judge_all``), cached per process and invalidated when
+    a stored record or the registry changes: a chapter asks for many numbers of one lab."""
+    from pathlib import Path
+
+    from . import results as R
+    from .claims import REGISTRY, judge_all
+
+    folder = Path(root or R._repo_root()) / R.RESULTS_DIR
+    stamp = (str(root), REGISTRY.stat().st_mtime_ns,
+             tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.json"))))
+    if _JUDGED.get("stamp") != stamp:
+        _JUDGED.clear()
+        _JUDGED.update(stamp=stamp, labs={rec["key"]: js for rec, js in judge_all(root)})
+    return _JUDGED["labs"].get(key)
+
+
 _VERDICT_COLOURS = {"holds": "#15803d", "equivalent": "#15803d", "does not hold": "#b91c1c",
                     "different": "#b91c1c", "mixed": "#b45309"}
 
@@ -101,10 +121,10 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
     import matplotlib.pyplot as plt
 
     from . import results as R
-    from .claims import judge_all, setting_value
+    from .claims import setting_value
     from .plotting import BOOK_MAX_WIDTH_IN, book_figure
 
-    judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
+    judged = _judged_lab(key, root)
     if judged is None:
         raise ValueError(f"no stored record for lab {key!r}; run its notebook in the full profile")
     n = len(judged)
@@ -170,9 +190,9 @@ def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
     significant digits, followed by its 95% t-interval when ``interval`` is true.
     """
     from . import results as R
-    from .claims import judge_all, setting_value
+    from .claims import setting_value
 
-    judged = next((js for rec, js in judge_all(root) if rec["key"] == key), None)
+    judged = _judged_lab(key, root)
     if judged is None:
         raise ValueError(f"no stored record for lab {key!r}")
     j = next((j for j in judged if j.decl.id == claim_id), None)
