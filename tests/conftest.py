@@ -14,14 +14,3 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-
-def state_hash(module) -> str:
-    """A short digest of a module's state dict (names and bytes): pins initial weights across a
-    refactor (tests import it with ``from conftest import state_hash``)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, value in module.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]

@@ -140,7 +140,7 @@ def test_fourier_embedding_is_saved_and_seeded():
 # (compression.FlatMLP, score_matching.ScoreNet, representation.CodeConditionedMLP) on seed 0.
 
 
-from conftest import state_hash as _state_hash
+from state_hash import state_hash as _state_hash
 
 
 def test_moved_backbones_build_the_recorded_weights():

@@ -93,7 +93,7 @@ def test_save_samples_writes_points_and_images(tmp_path):
 # -- the one small-U-Net builder (issue 24): the three former factories, same configs and weights
 
 
-from conftest import state_hash as _state_hash
+from state_hash import state_hash as _state_hash
 
 
 def test_small_unet_builds_what_the_three_former_factories_built():
