@@ -307,7 +307,7 @@ def tables_block(results: dict) -> list[str]:
             "### Configurations", "", render_config_table(results), ""]
 
 
-def render_results_md(results: dict, train_report: str | None) -> str:
+def render_results_md(results: dict, train_report: str | None, suite_report: str | None = None) -> str:
     out = ["# Benchmark results", "",
            "Written by `benchmarks/run_all.py` (`make bench`) from the benchmark scripts' outputs; nothing "
            "here is typed by hand.", "",
@@ -321,6 +321,8 @@ def render_results_md(results: dict, train_report: str | None) -> str:
                 "`benchmarks/bench_train.py` (its own report, `results_train.md`, as written; run "
                 "`benchmarks/run_all.py --train` to regenerate it).", "",
                 body.replace("\n## ", "\n### ").strip(), ""]
+    if suite_report:  # benchmarks/suite_time.py's section, as written
+        out += [suite_report.strip(), ""]
     return "\n".join(out) + "\n"
 
 
@@ -466,7 +468,10 @@ def main(argv=None) -> None:
         store = {**on_disk, **used}
     (bench_dir / "results_samplers.md").write_text(render_details(results))
     train = HERE / "results_train.md"
-    (bench_dir / "RESULTS.md").write_text(render_results_md(results, train.read_text() if train.exists() else None))
+    suite = HERE / "results_suite.md"
+    (bench_dir / "RESULTS.md").write_text(render_results_md(
+        results, train.read_text() if train.exists() else None,
+        suite.read_text() if suite.exists() else None))
     book_table.parent.mkdir(parents=True, exist_ok=True)
     book_table.write_text(render_book_summary(results))
     figures = plot_curves(results, fig_dir)

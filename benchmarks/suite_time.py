@@ -1,0 +1,95 @@
+"""How long `make test` takes from a clean clone: read from the log of a `.ci/run`.
+
+Run: ``python benchmarks/suite_time.py LOG [--note TEXT]`` on the output of
+``git clone . /tmp/c && (cd /tmp/c && CI=true bash .ci/run) > LOG 2>&1``. Writes
+``benchmarks/results_suite.md``, which ``run_all.py`` appends to ``RESULTS.md``.
+
+The stages are the pytest runs of ``make test`` (each prints ``N passed ... in S s``), in the
+order the Makefile runs them; the book build prints no time, so its share is what is left of
+``.ci/run``'s total (printed as ``ci: finished in S s``) after the timed stages and the install,
+whose end is the first pytest line. The goal from issue 24 is a clean-clone ``make test`` in at
+most 12 minutes on the 2-core machine, installs excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results_suite.md"
+# `make test`'s pytest runs, in order (see the Makefile's `test` target)
+STAGES = ("unit tests", "notebooks (quick, nbval)", "notebooks untrained / badly trained",
+          "site (browser)")
+GOAL_S = 12 * 60
+_SUMMARY = re.compile(r"^=*\s*(?:\x1b\[[0-9;]*m)?(\d+) passed.*? in ([\d.]+)s", re.M)
+_TOTAL = re.compile(r"^ci: finished in (\d+) s", re.M)
+
+
+def parse(text: str) -> dict:
+    """Stage seconds from a `.ci/run` log; raises ValueError naming what is missing."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    runs = [(int(n), float(s)) for n, s in _SUMMARY.findall(text)]
+    total = _TOTAL.search(text)
+    if total is None:
+        raise ValueError("the log has no 'ci: finished in N s' line: did .ci/run finish?")
+    if len(runs) != len(STAGES):
+        raise ValueError(f"the log has {len(runs)} pytest summaries; `make test` runs "
+                         f"{len(STAGES)} ({', '.join(STAGES)})")
+    return {"total": int(total.group(1)),
+            "stages": [(name, n, s) for name, (n, s) in zip(STAGES, runs)]}
+
+
+def verdict(parsed: dict) -> str:
+    """'met' when even the whole run fits the goal, 'not met' when the timed stages alone exceed
+    it; otherwise this log cannot tell (the install and the book build are not separated)."""
+    timed = sum(s for _, _, s in parsed["stages"])
+    if parsed["total"] <= GOAL_S:
+        return "met"
+    if timed > GOAL_S:
+        return "not met"
+    return "not decided by this log (the install and the book build are timed together)"
+
+
+def render(parsed: dict, note: str, date: str, machine: str) -> str:
+    timed = sum(s for _, _, s in parsed["stages"])
+    rows = [f"| {name} | {n} | {s / 60:.1f} |" for name, n, s in parsed["stages"]]
+    rest = parsed["total"] - timed
+    out = ["## 3. How long `make test` takes from a clean clone", "",
+           f"Read by `benchmarks/suite_time.py` from the log of one `.ci/run` on a fresh clone, {date}, "
+           f"{machine}. {note}".rstrip(), "",
+           "| stage | tests | minutes |", "|---|---:|---:|", *rows,
+           f"| install, tables check and the book build (not timed separately) | | {rest / 60:.1f} |",
+           f"| **`.ci/run` in all** | | **{parsed['total'] / 60:.1f}** |", "",
+           f"Goal (issue 24): `make test` from a clean clone in at most {GOAL_S // 60} minutes, "
+           f"installs excluded. The timed stages alone take {timed / 60:.1f} minutes: "
+           f"{verdict(parsed)}.", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("log", type=Path, help="output of a .ci/run on a clean clone")
+    parser.add_argument("--note", default="", help="a sentence on the conditions of the run")
+    args = parser.parse_args(argv)
+    if not args.log.is_file():
+        print(f"error: no such log: {args.log}", file=sys.stderr)
+        return 2
+    try:
+        parsed = parse(args.log.read_text(errors="replace"))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
+    OUT.write_text(render(parsed, args.note, datetime.date.today().isoformat(), machine))
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
