@@ -219,18 +219,12 @@ def test_ancestral_guidance_ratio_of_adm_algorithms():
 def test_the_guidance_denoiser_and_its_recipes_are_unchanged(monkeypatch):
     # issue 24: the builder renamed (it was guidance.digits_denoiser) and the two recipes moved to
     # diffnotes.recipes; state-dict hashes on seed 0 recorded before the move
-    import hashlib
     import inspect
 
     from diffnotes import constants as K
     from diffnotes import recipes
 
-    def state_hash(module):
-        h = hashlib.sha256()
-        for name, value in module.state_dict().items():
-            h.update(name.encode())
-            h.update(value.detach().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+    from state_hash import state_hash
 
     for scale_shift, digest in ((True, "572252f5cddc8dc0"), (False, "810b98c6ffc93d6d")):
         torch.manual_seed(0)

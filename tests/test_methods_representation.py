@@ -110,14 +110,8 @@ def test_conditioning_gain_proof_verifies_and_fails_when_false():
 def test_the_encoder_and_autoencoder_keep_their_recorded_weights():
     # issue 24: the two-hidden-layer MLP is nets.silu_mlp (also unCLIP's image encoder); state-dict
     # hashes on seed 0 recorded with the module's own copy before the move
-    import hashlib
 
-    def state_hash(module):
-        h = hashlib.sha256()
-        for name, value in module.state_dict().items():
-            h.update(name.encode())
-            h.update(value.detach().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+    from state_hash import state_hash
 
     torch.manual_seed(0)
     assert state_hash(Autoencoder(dim=8, code_dim=2, hidden=32)) == "77b846340a2832c6"
