@@ -65,6 +65,41 @@ def test_page_keeps_earlier_verdicts_and_flags_controls():
     assert "earlier (2026-12-01): within noise" in page  # Gotta Go Fast before N = 200
     assert "recorded as: does not hold" in page
     assert "⚑ earned by the untrained model too" in page
+    assert "untrained control" in page
+
+
+def _demo_records(tmp_path, trained, untrained, control="not measured"):
+    for folder, values in ((tmp_path / R.RESULTS_DIR, trained),
+                           (tmp_path / R.RESULTS_DIR / R.CONTROL_SUBDIR, untrained)):
+        if values is None:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        rec = {"key": "demo", "profile": "full", "date": "2026-12-07", "machine": "m",
+               "claims": [{"claim": "a beats b", "values": {"a": values[0], "b": values[1]},
+                           "verdict": "holds"}]}
+        (folder / "demo.json").write_text(json.dumps(rec))
+    reg = tmp_path / "claims.yaml"
+    reg.write_text("demo:\n- {id: x, claim: a beats b, kind: compare, arms: [a, b], "
+                   f"better: lower, control: '{control}'}}\n")
+    return reg
+
+
+def test_a_claim_the_untrained_control_earns_too_is_flagged(tmp_path):
+    good, bad = [1.0, 1.1, 0.9], [2.0, 2.2, 1.9]
+    reg = _demo_records(tmp_path, (good, bad), (good, bad))
+    (_, [j]), = C.judge_all(tmp_path, reg)
+    assert j.verdict == R.HOLDS and j.control.verdict == R.HOLDS and j.control_earns
+    assert "untrained control earns" in j.flag
+    reg = _demo_records(tmp_path, (good, bad), (bad, good))
+    (_, [j]), = C.judge_all(tmp_path, reg)
+    assert j.control.verdict == R.FAILS and not j.flag
+    assert "untrained control does not hold" in C.control_text(j)
+    reg = _demo_records(tmp_path, (good, bad), (good, bad), control="not applicable: a cost")
+    (_, [j]), = C.judge_all(tmp_path, reg)
+    assert not j.flag  # a cost claim is not about learning
+    (tmp_path / R.RESULTS_DIR / R.CONTROL_SUBDIR / "demo.json").unlink()
+    (_, [j]), = C.judge_all(tmp_path, reg)
+    assert j.control is None and C.control_text(j) == "untrained control: not applicable: a cost"
 
 
 def test_bad_declaration_is_one_line(tmp_path):

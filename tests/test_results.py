@@ -141,3 +141,30 @@ def test_results_page_quotes_the_measured_split_and_accuracy():
     images, labels = load_digits("eval")
     accuracy = (digits_classify(images) == labels).double().mean().item()
     assert f"{100 * accuracy:.1f}%" in page
+
+
+def test_the_untrained_control_is_recorded_beside_the_trained_record(tmp_path, full,
+                                                                      monkeypatch):
+    claim = R.compare("a beats b", "err", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9])
+    R.record("demo", [claim], root=tmp_path)
+    monkeypatch.setenv("DIFFNOTES_CONTROL", "1")
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    untrained = R.compare("a beats b", "err", [2.0, 2.1, 1.9], [2.0, 2.2, 1.9])
+    R.record("demo", [untrained], root=tmp_path)
+    path = R.record_path("demo", root=tmp_path)
+    assert path.parent.name == R.CONTROL_SUBDIR and path.parent.parent == tmp_path / R.RESULTS_DIR
+    assert "untrained" in json.loads(path.read_text())["control"]
+    assert R.load_records(tmp_path)[0]["claims"][0]["verdict"] == R.HOLDS  # trained one intact
+    assert R.load_controls(tmp_path)["demo"]["claims"][0]["verdict"] == R.INCONCLUSIVE
+
+
+def test_a_control_run_must_disable_training(monkeypatch):
+    monkeypatch.setenv("DIFFNOTES_CONTROL", "1")
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "50")
+    with pytest.raises(ValueError, match="set DIFFNOTES_TRAIN_STEPS=0"):
+        R.is_control()
+    monkeypatch.setenv("DIFFNOTES_CONTROL", "yes")
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        R.is_control()
+    monkeypatch.setenv("DIFFNOTES_CONTROL", "0")
+    assert R.is_control() is False

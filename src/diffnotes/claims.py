@@ -132,6 +132,10 @@ def measure(key: str, claim_id: str, *values, xs=None, registry: Path | None = N
     return R.compare(d.claim, d.metric, *values, **kw)
 
 
+EARNED = (R.HOLDS, R.EQUIVALENT)  # the verdicts a claim can be said to earn
+NOT_APPLICABLE = "not applicable"  # a declaration's control that no untrained network can earn
+
+
 @dataclass
 class Judged:
     """A stored claim re-judged: its verdict and one row per setting (one for a single pair)."""
@@ -143,6 +147,23 @@ class Judged:
     seeds: int = 0
     metric: str = ""  # as the record states it (may carry the run's own reference numbers)
     stored: dict = field(default_factory=dict, repr=False)  # the record's per-seed values
+    control: "Judged | None" = None  # the same claim measured with training disabled
+
+    @property
+    def control_earns(self) -> bool:
+        """True when the untrained control earns this claim's positive verdict too (a claim
+        whose declaration calls the control not applicable, e.g. a cost claim, is never
+        flagged)."""
+        return (self.control is not None and self.verdict in EARNED
+                and self.control.verdict == self.verdict
+                and not self.decl.control.startswith(NOT_APPLICABLE))
+
+    @property
+    def flag(self) -> str:
+        """Why this claim is flagged ⚑ (empty when it is not)."""
+        if self.control_earns:
+            return "the untrained control earns this verdict too"
+        return self.decl.control_flag
 
 
 def setting_value(v):
@@ -209,6 +230,7 @@ def judge_all(root: Path | None = None, registry: Path | None = None):
     decls = load(registry)
     out = []
     records = {r["key"]: r for r in R.load_records(root)}
+    controls = R.load_controls(root)
     missing = sorted(set(decls) - set(records))
     if missing:
         raise ValueError(f"declared claims without a record: {', '.join(missing)}")
@@ -219,7 +241,13 @@ def judge_all(root: Path | None = None, registry: Path | None = None):
             if c["claim"] not in by_text:
                 raise ValueError(f"{key}: recorded claim {c['claim']!r} is not declared in "
                                  "claims.yaml")
-            judged.append(judge(by_text.pop(c["claim"]), c))
+            d = by_text.pop(c["claim"])
+            j = judge(d, c)
+            ctrl = next((x for x in controls.get(key, {}).get("claims", [])
+                         if x["claim"] == c["claim"]), None)
+            if ctrl is not None:
+                j.control = judge(d, ctrl)
+            judged.append(j)
         if by_text:
             raise ValueError(f"{key}: declared claim(s) without a record: "
                              f"{', '.join(d.id for d in by_text.values())}")
@@ -260,7 +288,7 @@ def _rule_text(d: Declaration, n: int) -> str:
     return R.rule_words(d.arms[0], b, n, d.test, d.better, d.margin, where)
 
 
-def _measured_cell(j: Judged) -> str:
+def _pair_text(j: Judged) -> str:
     d = j.decl
     if d.kind == "curve":
         return f"{len(j.rows)} settings of {d.over}: see the table below"
@@ -270,6 +298,19 @@ def _measured_cell(j: Judged) -> str:
     diff_name = "difference" + (" (90%)" if r["level"] < R.LEVEL else "")
     return f"{d.arms[0]} {r['a']}; {d.arms[1] if d.kind != 'threshold' else 'vs'} {r['b']}; " \
            f"{diff_name} {r['diff']}"
+
+
+def control_text(j: Judged) -> str:
+    """The untrained control of a claim, in words, for the results page and the chapters."""
+    if j.control is None:
+        return f"untrained control: {j.decl.control}"
+    c = j.control
+    where = "" if j.decl.kind == "curve" else f": {_pair_text(c)}"
+    return f"untrained control {_SHORT.get(c.verdict, c.verdict)}{where}"
+
+
+def _measured_cell(j: Judged) -> str:
+    return _pair_text(j) + "<br><small>" + cell(control_text(j)) + "</small>"
 
 
 def _verdict_cell(j: Judged) -> str:
@@ -282,8 +323,10 @@ def _verdict_cell(j: Judged) -> str:
             out += f", {h['measured']}"
         if h.get("note"):
             out += f" — {h['note']}"
-    if j.decl.control_flag:
-        out += f" ⚑ {j.decl.control_flag}: {j.decl.control}"
+    if j.flag:
+        out += f" ⚑ {j.flag}"
+        if not j.control_earns:
+            out += f": {j.decl.control}"
     return cell(out)
 
 
@@ -296,12 +339,14 @@ def summary(judged_records) -> str:
             changed += bool(j.recorded and j.recorded != j.verdict)
     total = sum(counts.values())
     parts = [f"{badge(v)} {counts[v]}" for v in ORDER if counts.get(v)]
-    flagged = sum(bool(j.decl.control_flag) for _, js in judged_records for j in js)
+    flagged = sum(bool(j.flag) for _, js in judged_records for j in js)
+    measured = sum(j.control is not None for _, js in judged_records for j in js)
     return (f"**{total} claims** from {len(judged_records)} labs: " + " · ".join(parts) +
             f". Under the current rules {changed} verdicts differ from the ones their records "
             f"were written with (the ±2 se rule, or a declaration changed since); {flagged} "
             f"claim{'s are' if flagged != 1 else ' is'} flagged ⚑ because an untrained "
-            "control earns the same verdict.\n")
+            f"control earns the same verdict ({measured} of {total} claims have their untrained "
+            "control measured: the same lab run with training disabled).\n")
 
 
 def render_summary(root: Path | None = None) -> str:
@@ -317,7 +362,7 @@ def render_summary(root: Path | None = None) -> str:
     for rec, js in judged_records:
         key = rec["key"]
         c = {v: sum(j.verdict == v for j in js) for v in present}
-        flags = sum(bool(j.decl.control_flag) for j in js)
+        flags = sum(bool(j.flag) for j in js)
         lines.append(f"| {{ref}}`{cell(names.get(key, key))} <lab-{key}>` | {len(js)} | " +
                      " | ".join(str(c[v]) if c[v] else "" for v in present) +
                      f" | {flags or ''} |")
@@ -353,12 +398,15 @@ def render_page(root: Path | None = None) -> str:
         for j in sweeps:
             d = j.decl
             level = "90%" if j.rows[0]["level"] < R.LEVEL else "95%"
+            ctrl = {r["setting"]: r["verdict"] for r in (j.control.rows if j.control else [])}
             lines += ["", f"*{cell(d.claim)}* — {cell(_rule_text(d, j.seeds))}:", "",
                       f"| {cell(d.over)} | {cell(d.arms[0])} | {cell(d.arms[1])} | "
-                      f"difference ({level}) | verdict |", "|---|---|---|---|---|"]
+                      f"difference ({level}) | verdict | untrained control |",
+                      "|---|---|---|---|---|---|"]
             for r in j.rows:
+                c = badge(ctrl[r["setting"]]) if r["setting"] in ctrl else "not measured"
                 lines.append(f"| {cell(r['setting'].split(' ', 1)[-1])} | {r['a']} | {r['b']} | "
-                             f"{r['diff']} | {badge(r['verdict'])} |")
+                             f"{r['diff']} | {badge(r['verdict'])} | {c} |")
         rules = sorted({_rule_text(j.decl, j.seeds) for j in js if j.decl.kind != "curve"})
         if rules:
             lines += ["", "Rules: " + "; ".join(cell(r) for r in rules) + ".", ""]

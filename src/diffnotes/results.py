@@ -63,6 +63,8 @@ from .profiles import get_profile
 RESULTS_DIR = Path("notebooks") / "results"
 QUICK_DIR = Path("_build") / "results"
 GPU_DIR = RESULTS_DIR / "gpu"  # the gpu profile's own set: it never overwrites the full records
+CONTROL_ENV = "DIFFNOTES_CONTROL"
+CONTROL_SUBDIR = "untrained"  # beside each profile's records: the same lab, training disabled
 
 MIN_SEEDS = 3
 """Fewest seeds a verdict may rest on."""
@@ -398,11 +400,31 @@ def claims_digest(claims: list[dict]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def is_control(environ=None) -> bool:
+    """True when this run measures the **untrained control** (``DIFFNOTES_CONTROL=1``): the
+    same lab with training disabled, whose record is stored beside the trained one (in an
+    ``untrained/`` folder) so that every claim can be read against what an untrained network
+    earns. The variable demands ``DIFFNOTES_TRAIN_STEPS=0``; anything else is one clear error."""
+    env = os.environ if environ is None else environ
+    raw = env.get(CONTROL_ENV, "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw != "1":
+        raise ValueError(f"{CONTROL_ENV} must be 0 or 1, got {raw!r}")
+    if env.get("DIFFNOTES_TRAIN_STEPS", "").strip() != "0":
+        raise ValueError(f"{CONTROL_ENV}=1 records the untrained control: set "
+                         "DIFFNOTES_TRAIN_STEPS=0 as well")
+    return True
+
+
 def record_path(key: str, *, root: Path | None = None) -> Path:
-    """Where :func:`record` writes ``key``'s claims under the current profile."""
+    """Where :func:`record` writes ``key``'s claims under the current profile (the untrained
+    control's records go to the ``untrained/`` folder beside them, see :func:`is_control`)."""
     profile = get_profile()
     root = root or _repo_root()
     folder = QUICK_DIR if profile.is_quick else GPU_DIR if profile.name == "gpu" else RESULTS_DIR
+    if is_control():
+        folder = folder / CONTROL_SUBDIR
     return root / folder / f"{key}.json"
 
 
@@ -425,6 +447,8 @@ def record(key: str, claims: list[Claim], *, root: Path | None = None) -> None:
         "machine": _machine(),
         "claims": stored,
     }
+    if is_control():
+        payload["control"] = "untrained: DIFFNOTES_TRAIN_STEPS=0, every network at its initial weights"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -437,3 +461,14 @@ def load_records(root: Path | None = None) -> list[dict]:
     root = root or _repo_root()
     folder = root / RESULTS_DIR
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+def load_controls(root: Path | None = None) -> dict[str, dict]:
+    """The untrained controls' records (``notebooks/results/untrained/``), by paper key."""
+    root = root or _repo_root()
+    folder = root / RESULTS_DIR / CONTROL_SUBDIR
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        out[rec["key"]] = rec
+    return out
