@@ -14,7 +14,7 @@ NB_THREADS ?= 1
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 XDIST := -n $(JOBS) --dist loadfile
 
-.PHONY: help venv book leaderboard test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
+.PHONY: help venv book leaderboard controls test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
 help:
 	@echo "make book       build the HTML site into _build/html (creates .venv on first use)"
@@ -26,6 +26,7 @@ help:
 	@echo "make pdf        the whole book as one PDF (_build/pdf/diffusion-notes.pdf)"
 	@echo "make leaderboard  the notes' table, measured (full: about 45-50 CPU min, resumable; LEADERBOARD_PROFILE=quick for a smoke run)"
 	@echo "make bench      benchmarks -> benchmarks/RESULTS.md and the sampler figures (BENCH_ARGS=--quick)"
+	@echo "make controls  every lab re-run with training disabled: the untrained control of each claim"
 	@echo "make notebooks-untrained  every notebook with training disabled must fail its checks"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -45,6 +46,11 @@ book: $(STAMP)
 
 unit: $(STAMP)
 	DIFFNOTES_PROFILE=quick OMP_NUM_THREADS=1 $(PY) -m pytest -q $(XDIST) tests --ignore=tests/site --ignore=tests/notebooks_untrained
+
+# The untrained control of every claim: each lab run in the full profile with training disabled,
+# its claims recorded to notebooks/results/untrained/ (then: make tables).
+controls: $(STAMP)
+	$(PY) scripts/measure_controls.py --profile full --jobs $(JOBS)
 
 # Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0)
 # or, for the coding labs that train nothing, when the coder is broken (DIFFNOTES_BROKEN=1).

@@ -4,7 +4,8 @@ record its claims beside the trained ones.
     python scripts/measure_controls.py [KEY ...] [--profile full] [--jobs 2]
 
 Each notebook runs in a fresh kernel with ``DIFFNOTES_TRAIN_STEPS=0`` (every network keeps its
-initial weights) and ``DIFFNOTES_CONTROL=1``, so that :func:`diffnotes.results.record` writes to
+initial weights), ``DIFFNOTES_BROKEN=1`` (the coding labs, which train nothing, swap in a broken
+coder: their control) and ``DIFFNOTES_CONTROL=1``, so that :func:`diffnotes.results.record` writes to
 ``notebooks/results/untrained/<key>.json`` (``_build/results/untrained/`` under ``quick``)
 instead of the trained record. The notebook is not rewritten. Its checks cell is expected to
 fail -- an untrained model must not pass it -- and the run goes on past that one failed check
@@ -37,8 +38,7 @@ def run_one(key: str, profile: str) -> tuple[str, str, float]:
     from nbclient.exceptions import CellExecutionError
 
     os.environ.update(DIFFNOTES_PROFILE=profile, DIFFNOTES_TRAIN_STEPS="0", DIFFNOTES_CONTROL="1",
-                      OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    os.environ.pop("DIFFNOTES_BROKEN", None)
+                      DIFFNOTES_BROKEN="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     path = NOTEBOOKS / f"{key}.ipynb"
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=3600, kernel_name="python3",
@@ -63,7 +63,8 @@ def run_one(key: str, profile: str) -> tuple[str, str, float]:
     if not written.exists() or written.stat().st_mtime < t0:
         return key, f"no control record written to {written}", seconds
     if not checks_failed:
-        return key, "its checks PASSED untrained (no control can be trusted)", seconds
+        written.unlink()  # a control its checks accept is no control
+        return key, "its checks PASSED untrained: no control recorded", seconds
     return key, "recorded (its checks failed, as they must)", seconds
 
 
