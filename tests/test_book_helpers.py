@@ -67,3 +67,25 @@ def test_claim_value_reads_the_stored_record():
         claim_value(rec["key"], "no-such-claim", "x")
     with pytest.raises(ValueError, match="no arm"):
         claim_value(rec["key"], j.decl.id, "no-such-arm")
+
+
+def test_control_note_names_every_claim_the_untrained_control_earns(tmp_path):
+    import json
+
+    from diffnotes import results as R
+    from diffnotes.book import control_note
+
+    records = R.load_records()
+    rec = records[0]
+    folder = tmp_path / R.RESULTS_DIR
+    (folder / R.CONTROL_SUBDIR).mkdir(parents=True)
+    for r in records:
+        (folder / f"{r['key']}.json").write_text(json.dumps(r))
+    (folder / R.CONTROL_SUBDIR / f"{rec['key']}.json").write_text(json.dumps(rec))
+    # the "control" equals the trained record: every claim that holds is earned by it too
+    text = control_note(rec["key"], root=tmp_path).data
+    holding = [c["claim"] for c in rec["claims"] if c["verdict"] == R.HOLDS]
+    assert holding and all(f"*{c}*" in text for c in holding)
+    assert "not counted as evidence" in text
+    (tmp_path / R.RESULTS_DIR / R.CONTROL_SUBDIR / f"{rec['key']}.json").unlink()
+    assert "not been measured" in control_note(rec["key"], root=tmp_path).data

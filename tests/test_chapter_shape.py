@@ -88,3 +88,5 @@ def test_chapter_shows_its_proof_figure_and_lab(path):
     assert f"notebooks/{key}.ipynb" in lab, f"{path.name}: the lab section does not link its notebook"
     assert f"lab-{key}" in lab, f"{path.name}: the lab section does not link its verdicts " \
         f"({{ref}}`lab-{key}` on the results page)"
+    assert f'control_note("{key}")' in lab, \
+        f"{path.name}: the lab section does not say which claims its untrained control earns"

@@ -82,7 +82,8 @@ _JUDGED: dict = {}
 
 def _judged_lab(key: str, root=None):
     """The lab's claims re-judged (``claims.judge_all``), cached per process and invalidated when
-    a stored record or the registry changes: a chapter asks for many numbers of one lab."""
+    a stored record, a control record or the registry changes: a chapter asks for many numbers
+    of one lab."""
     from pathlib import Path
 
     from . import results as R
@@ -90,7 +91,9 @@ def _judged_lab(key: str, root=None):
 
     folder = Path(root or R._repo_root()) / R.RESULTS_DIR
     stamp = (str(root), REGISTRY.stat().st_mtime_ns,
-             tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.json"))))
+             tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.json"))),
+             tuple((p.name, p.stat().st_mtime_ns)
+                   for p in sorted((folder / R.CONTROL_SUBDIR).glob("*.json"))))
     if _JUDGED.get("stamp") != stamp:
         _JUDGED.clear()
         _JUDGED.update(stamp=stamp, labs={rec["key"]: js for rec, js in judge_all(root)})
@@ -112,7 +115,8 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
 
     Each panel shows every seed (dots) and the mean with its 95% t-interval (bars) for both arms
     (or the bound / the paper's ratio band), over the sweep for a curve claim; its title is the
-    claim in short and its verdict under the current rules, coloured as on the results page. The
+    claim in short and its verdict under the current rules, coloured as on the results page,
+    then the untrained control's verdict (⚑ when the control earns the claim too). The
     figure is :func:`diffnotes.plotting.book_figure`, so it is legible in the column.
     """
     import matplotlib
@@ -172,13 +176,39 @@ def lab_figure(key: str, *, root=None, cols: int = 2):
                 ax.set_xticks([0, 1], [_short(a, 14) for a in d.arms[:2]])
             ax.set_xlim(-0.6, 1.6 if d.kind != "threshold" else 0.6)
         ax.tick_params(labelsize=10)
-        ax.set_title(_short(d.claim, 34) + f"\n{j.verdict}", fontsize=10,
-                     color=_VERDICT_COLOURS.get(j.verdict, "#374151"))
+        title = _short(d.claim, 34) + f"\n{j.verdict}"
+        if j.control is not None:
+            title += f"; untrained: {j.control.verdict}" + (" ⚑" if j.flag else "")
+        ax.set_title(title, fontsize=10, color=_VERDICT_COLOURS.get(j.verdict, "#374151"))
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
     return book_figure(fig)
+
+
+def control_note(key: str, *, root=None):
+    """The lab's untrained controls in a sentence or a list, as Markdown for the chapter: which
+    claims an untrained network earns too (the chapter does not count them as evidence)."""
+    from IPython.display import Markdown
+
+    judged = _judged_lab(key, root)
+    if judged is None:
+        raise ValueError(f"no stored record for lab {key!r}")
+    measured = [j for j in judged if j.control is not None]
+    flagged = [j for j in judged if j.flag]
+    if not measured and not flagged:
+        return Markdown("*The untrained control of this lab has not been measured yet.*")
+    head = (f"**Untrained control.** The lab was also run with training disabled "
+            f"({len(measured)} of {len(judged)} claims measured so; see the "
+            "{doc}`results page <../results>`). ")
+    if not flagged:
+        return Markdown(head + "The untrained network earns none of the verdicts above: each "
+                        "claim that holds here needed the training.")
+    items = "\n".join(f"* ⚑ *{j.decl.claim}* — {j.verdict}; {j.flag}" +
+                      ("" if j.control_earns else f" ({j.decl.control})") for j in flagged)
+    return Markdown(head + "These claims are **not counted as evidence** for the paper, "
+                    "because an untrained network earns their verdict too:\n\n" + items)
 
 
 def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
