@@ -144,6 +144,8 @@ def test_a_notebook_measures_a_declared_claim_by_id(tmp_path, monkeypatch):
     assert c.claim == "Heun beats Euler" and c.verdict == R.HOLDS and "Heun" in c.values
     ni = C.measure("demo", "ni", [10.0, 11.0, 10.5], [10.2, 10.9, 10.4], registry=reg)
     assert ni.verdict == R.HOLDS and "less than 2" in ni.rule
+    assert C.measure("demo", "heun", [1.0, 1.1, 0.9], [2.0, 2.2, 1.9], metric="err, N = 64",
+                     registry=reg).metric == "err, N = 64"
     with pytest.raises(ValueError, match="declared: heun, ni"):
         C.measure("demo", "nope", [1.0], registry=reg)
     with pytest.raises(ValueError, match="takes 2 value"):

@@ -107,12 +107,19 @@ def declared(key: str, claim_id: str, registry: Path | None = None) -> Declarati
     raise ValueError(f"no claim {claim_id!r} declared for {key!r} in claims.yaml; declared: {ids}")
 
 
-def measure(key: str, claim_id: str, *values, xs=None, registry: Path | None = None) -> R.Claim:
+def measure(key: str, claim_id: str, *values, xs=None, metric: str | None = None,
+            registry: Path | None = None) -> R.Claim:
     """Build the :class:`~diffnotes.results.Claim` of a declared claim from its measured values,
     so that a notebook names the claim by id and never restates its words, arms or rule:
     ``measure(key, id, a, b)`` (compare), ``measure(key, id, a)`` (threshold),
-    ``measure(key, id, num, den)`` (ratio), ``measure(key, id, a, b, xs=[...])`` (curve)."""
+    ``measure(key, id, num, den)`` (ratio), ``measure(key, id, a, b, xs=[...])`` (curve).
+    ``metric`` replaces the declared metric's words where the run states its own reference
+    numbers in it (the real-vs-real band it measured, the sizes of its profile)."""
     d = declared(key, claim_id, registry)
+    if metric is not None:
+        from dataclasses import replace
+
+        d = replace(d, metric=metric)
     need = {"threshold": 1}.get(d.kind, 2)
     if len(values) != need:
         raise ValueError(f"{key}/{claim_id}: a {d.kind} claim takes {need} value list(s), "
