@@ -168,3 +168,12 @@ def test_a_control_run_must_disable_training(monkeypatch):
         R.is_control()
     monkeypatch.setenv("DIFFNOTES_CONTROL", "0")
     assert R.is_control() is False
+
+
+def test_an_undefined_control_value_is_inconclusive_not_an_error(full, monkeypatch):
+    with pytest.raises(ValueError, match="contains NaN"):
+        R.compare("c", "m", [1.0, float("nan"), 2.0], [1.0, 1.0, 1.0])
+    monkeypatch.setenv("DIFFNOTES_CONTROL", "1")
+    monkeypatch.setenv("DIFFNOTES_TRAIN_STEPS", "0")
+    c = R.compare("c", "m", [float("nan")] * 3, [1.0, 1.0, 1.0])
+    assert c.verdict == R.INCONCLUSIVE

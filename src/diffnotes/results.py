@@ -172,7 +172,9 @@ def _as_list(name: str, values) -> list[float]:
         raise ValueError(f"{name}: expected a sequence of numbers, got {values!r}") from None
     if not vals:
         raise ValueError(f"{name}: no values")
-    if any(math.isnan(v) for v in vals):
+    if any(math.isnan(v) for v in vals) and not is_control():
+        # an untrained control may leave a quantity undefined (the loss of a run with no
+        # steps): it is stored as NaN and judged inconclusive -- it earns nothing
         raise ValueError(f"{name}: contains NaN ({vals})")
     return vals
 
