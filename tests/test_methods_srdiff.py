@@ -104,3 +104,25 @@ def test_residual_shift_proof_fails_for_a_scaled_residual_at_the_old_noise_level
     """A residual scaled by c is the same model only at noise level c sigma: left at sigma, the
     composed denoiser's integrated error exceeds the optimum and the check fails."""
     assert not residual_shift_check(noise_map="unscaled").ok
+
+
+def test_untrained_srdiff_and_untrained_residual_sr3_are_one_function(patches):
+    """The SRDiff lab's one untrained arm stands for both models: untrained, SR3 at its best
+    (residual around y_up, y_up concatenated) and SRDiff (residual around up(lr), encoder
+    features) both return up(lr) + c_skip (x - up(lr)), whatever the condition channels say."""
+    hr, lr = srdiff_pairs(patches, 4)
+    y_up = upsample(lr, 4)
+    torch.manual_seed(0)
+    srdiff = srdiff_denoiser(16, 4, sigma_data=0.15)
+    sr3 = sr3_denoiser(16, sigma_data=0.15, residual=True)
+    x = hr + 0.4 * torch.randn_like(hr)
+    sigma = torch.full((8,), 0.4)
+    assert torch.allclose(srdiff(x, sigma, lr), sr3(x, sigma, y_up), atol=1e-6)
+    g = dict(steps=3, sigma_min=0.002 * 0.3, sigma_max=80 * 0.3)
+    a = super_resolve(srdiff, lr, factor=4, generator=torch.Generator().manual_seed(1), **g)
+    b = super_resolve(sr3, y_up, generator=torch.Generator().manual_seed(1), **g)
+    assert torch.allclose(a, b, atol=1e-5)
+    # once trained, the two differ: a perturbed output layer makes them different functions
+    for p in srdiff.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    assert (srdiff(x, sigma, lr) - sr3(x, sigma, y_up)).abs().max() > 1e-3

@@ -13,8 +13,12 @@ Two changes relative to SR3 (:mod:`diffnotes.methods.sr3`):
   convolutions trained jointly with the denoiser), up-sampled to the output size and
   concatenated with the noisy residual (:class:`EncoderBackbone`).
 
-The lab's convergence comparison (PSNR against training steps) trains with
-``diffnotes.recipes.fit_in_stages``; the U-Net is ``diffnotes.presets.small_unet``.
+The U-Net is ``diffnotes.presets.small_unet``. The lab reads SRDiff against SR3 at its best
+(``sr3_denoiser(..., residual=True)``: the same residual around ``y_up``, the up-sampled input
+concatenated instead of the encoder) with the SR3 lab's scores, realism after a quarter, a half
+and all of the training budget included (``diffnotes.recipes.fit_in_stages``). Untrained, the
+two are one function, ``up(lr) + c_skip (x - up(lr))``, so one untrained sampler is the control
+of both.
 """
 
 from __future__ import annotations
