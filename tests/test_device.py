@@ -103,7 +103,7 @@ def test_the_gpu_profile_trains_bit_for_bit_like_quick_on_the_cpu(monkeypatch):
 def test_stochastic_samplers_draw_noise_where_the_generator_lives():
     """A CPU generator seeds a run on any device (on CUDA it used to raise); on the CPU the draws
     are those of ``torch.randn(..., generator=g)`` as before."""
-    from diffnotes.sampling import _randn
+    from diffnotes.solvers import _randn
 
     x = torch.zeros(3, 2, dtype=torch.float64)
     want = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
