@@ -17,6 +17,7 @@ def test_train_sample_and_resume_on_moons(tmp_path, capsys):
     assert (out / "ckpt.pt").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "edm" and config["net"]["kind"] == "mlp" and 0.5 < config["sigma_data"] < 1.5
+    assert config["shape"] == [2]  # one example's shape, which `sample` reads back
     assert "step 30" in capsys.readouterr().out
 
     # A second call on the same folder resumes from the checkpoint.
@@ -44,11 +45,74 @@ def test_digits_image_grid(tmp_path):
     assert png.is_file() and torch.load(png.with_suffix(".pt")).shape == (4, 1, 8, 8)
 
 
+def _drop_shape(ckpt):
+    """Rewrite ``ckpt`` as a checkpoint from before ``train`` stored ``config["shape"]``."""
+    from diffnotes.checkpoints import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(ckpt)
+    del state["config"]["shape"]
+    save_checkpoint(ckpt, state)
+
+
+def test_sample_reads_the_shape_from_the_config_and_old_checkpoints_still_sample(tmp_path, monkeypatch):
+    from diffnotes.cli import sample_command
+
+    out = tmp_path / "digits"
+    assert main(["train", "--method", "ve", "--data", "digits", "--profile", "quick", "--out", str(out),
+                 "--steps", "1", "--batch-size", "4"]) == 0
+    assert json.loads((out / "config.json").read_text())["shape"] == [1, 8, 8]
+    fallback = sample_command._shape_from_the_network
+    calls = []
+
+    def watched(model, config):
+        calls.append(config)
+        return fallback(model, config)
+
+    monkeypatch.setattr(sample_command, "_shape_from_the_network", watched)
+    argv = ["sample", "--ckpt", str(out / "ckpt.pt"), "--solver", "euler", "--steps", "2", "-n", "3"]
+    assert main(argv + ["--out", str(tmp_path / "new.png")]) == 0
+    assert calls == []  # the new checkpoint's config gave the shape
+    assert torch.load(tmp_path / "new.pt").shape == (3, 1, 8, 8)
+
+    _drop_shape(out / "ckpt.pt")
+    assert main(argv + ["--out", str(tmp_path / "old.png")]) == 0
+    assert len(calls) == 1 and "shape" not in calls[0]  # the old route, for the old checkpoint
+    assert torch.equal(torch.load(tmp_path / "old.pt"), torch.load(tmp_path / "new.pt"))
+
+
+def test_points_from_an_old_checkpoint_default_to_2000(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--method", "edm", "--data", "gmm", "--profile", "quick", "--out", str(out),
+                 "--steps", "1"]) == 0
+    _drop_shape(out / "ckpt.pt")
+    png = tmp_path / "g.png"
+    assert main(["sample", "--ckpt", str(out / "ckpt.pt"), "--solver", "euler", "--steps", "2",
+                 "--out", str(png)]) == 0
+    assert torch.load(png.with_suffix(".pt")).shape == (2000, 2)
+
+
+def test_a_bad_stored_shape_is_one_line(tmp_path, capsys):
+    from diffnotes.checkpoints import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--method", "edm", "--data", "gmm", "--profile", "quick", "--out", str(out),
+                 "--steps", "1"]) == 0
+    capsys.readouterr()
+    state = load_checkpoint(out / "ckpt.pt")
+    state["config"]["shape"] = [2, 0]
+    save_checkpoint(out / "ckpt.pt", state)
+    png = tmp_path / "g.png"
+    _one_line_error(capsys, ["sample", "--ckpt", str(out / "ckpt.pt"), "--out", str(png)],
+                    "shape [2, 0] is not a list of positive integers")
+    assert not png.exists()
+
+
 def test_other_run_in_the_same_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--method", "ve", "--data", "gmm", "--profile", "quick", "--out", str(out), "--steps", "2"]) == 0
     assert main(["train", "--method", "edm", "--data", "gmm", "--profile", "quick", "--out", str(out), "--steps", "2"]) == 2
-    assert "different run" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {out} holds a different run (method, precond differ); "
+                                       "choose another --out\n")
 
 
 @pytest.mark.parametrize("argv, valid", [
@@ -91,6 +155,21 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
                              "--out", str(tmp_path / "r")], "does not exist")
     _one_line_error(capsys, ["train", "--method", "edm", "--data", "cifar10", "--data-root", str(tmp_path),
                              "--out", str(tmp_path / "r")], "CIFAR-10 not found")
+
+
+def test_folder_data_without_a_root_is_one_line(tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--method", "edm", "--data", "mnist", "--out", str(tmp_path / "r")],
+                    "--data mnist needs --data-root, the folder holding the mnist files")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_broken_run_config_is_one_line_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{half")
+    _one_line_error(capsys, ["train", "--method", "edm", "--data", "gmm", "--profile", "quick", "--out", str(out),
+                             "--steps", "1"], "is not a run's config (not JSON")
+    assert (out / "config.json").read_text() == "{half" and not (out / "ckpt.pt").exists()
 
 
 def test_bench_unknown_name(capsys):

@@ -14,22 +14,32 @@ paper module (``diffnotes.methods`` builds on it, ``diffnotes.recipes`` trains w
 
 The toy-mixture setup that several notebooks train on (an 8-component ring, an MLP, the same
 optimiser settings) is here too: ``toy_mixture`` and ``toy_fit_options``.
+
+So is the rest of a run's description that ``python -m diffnotes train`` needs beside the
+budget and the model config: ``load_data`` loads a data set by its name in :data:`DATASETS`,
+``sigma_data_of`` and ``sample_shape`` measure it, and ``refuse_other_run`` checks a run folder
+against a config. They raise ``ValueError`` or ``FileNotFoundError`` with one line, which the CLI
+prints; the CLI itself only parses arguments and calls them.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 TOY_DATA = {"gmm": "gmm_ring", "swissroll": "swiss_roll", "moons": "moons",
             "checkerboard": "checkerboard"}
 IMAGE_DATA = ("digits", "mnist", "cifar10")
 DATASETS = tuple(TOY_DATA) + IMAGE_DATA
+FOLDER_DATA = ("mnist", "cifar10")  # read from files in a data root; the others ship with us
 # EDM Table 1's columns that ``python -m diffnotes train`` trains: the keys of
 # ``diffnotes.methods.edm.LOSSES`` (a test keeps them equal; presets imports no paper module)
 FORMULATIONS = ("edm", "vp", "ve")
 
-__all__ = ["TOY_DATA", "IMAGE_DATA", "DATASETS", "FORMULATIONS", "train_budget", "image_size", "small_unet_config",
-           "small_unet", "net_config", "build_net", "build_model", "model_config", "toy_mixture",
+__all__ = ["TOY_DATA", "IMAGE_DATA", "DATASETS", "FOLDER_DATA", "FORMULATIONS", "train_budget", "image_size",
+           "small_unet_config", "small_unet", "net_config", "build_net", "build_model", "model_config",
+           "RUN_IDENTITY", "load_data", "sigma_data_of", "sample_shape", "refuse_other_run", "toy_mixture",
            "toy_steps", "toy_fit_options"]
 
 
@@ -144,6 +154,80 @@ def build_model(config: dict):
     if precond["kind"] not in PRECONDS:
         raise ValueError(f"unknown preconditioning {precond['kind']!r}; valid: {', '.join(PRECONDS)}")
     return PRECONDS[precond["kind"]](build_net(config["net"]), **precond["kwargs"])
+
+
+# ----------------------------------------------------------------------------------------------
+# A named data set: loaded, measured, and the run folder that trains on it
+# ----------------------------------------------------------------------------------------------
+
+# the keys a run folder's config.json must share with a run that resumes in it
+RUN_IDENTITY = ("method", "data", "net", "precond")
+
+
+def load_data(name: str, root=None, size: int | None = 8):
+    """The data set ``name`` as a tensor (N, ...) or a ``batch(n, generator)`` callable.
+
+    The toys are drawn afresh; ``digits`` come with scikit-learn (``size`` is their side, 8 or
+    32 upsampled: :func:`image_size`); MNIST and CIFAR-10 (:data:`FOLDER_DATA`) are read from the
+    folder ``root``. Raises ``ValueError`` (an unknown name, no ``root``, an unreadable file) or
+    ``FileNotFoundError`` (a missing folder or file), each with one line.
+    """
+    from . import data
+
+    _check_dataset(name)
+    if name in TOY_DATA:
+        sampler = data.get_toy(TOY_DATA[name])
+        return lambda n, generator: sampler(n, generator=generator)
+    if name == "digits":
+        return data.load_digits("train", size=size or 8)[0]
+    if root is None:
+        raise ValueError(f"data set {name} needs a data root, the folder holding the {name} files")
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    try:
+        if name == "mnist":
+            return data.load_mnist(root, "train", size=32)[0]
+        return data.load_cifar10(root, "train")[0]
+    except OSError as err:  # FileNotFoundError included; a loader's message may run on
+        first = str(err).splitlines()[0]
+        raise (FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError)(first) from None
+
+
+def _fixed_draw(data, n: int):
+    """The first ``n`` examples of a tensor, or ``n`` drawn with seed 0 from a callable."""
+    import torch
+
+    return data[:n] if isinstance(data, torch.Tensor) else data(n, torch.Generator().manual_seed(0))
+
+
+def sigma_data_of(data) -> float:
+    """The data's standard deviation (EDM's sigma_data), measured on a fixed sample of 10000."""
+    return round(float(_fixed_draw(data, 10000).double().std()), 3)
+
+
+def sample_shape(data) -> list[int]:
+    """The shape of one example of ``data`` (``[dim]`` or ``[C, H, W]``), as a run's config stores it."""
+    return [int(d) for d in _fixed_draw(data, 1).shape[1:]]
+
+
+def refuse_other_run(out, config: dict) -> None:
+    """Raise ``ValueError`` (one line) if the folder ``out`` holds a run that ``config`` differs from.
+
+    An empty or new folder passes; so does one whose ``config.json`` shares
+    :data:`RUN_IDENTITY` with ``config`` (the same run, resumed).
+    """
+    path = Path(out) / "config.json"
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a run's config (not JSON: {err})".splitlines()[0]) from None
+    if not isinstance(previous, dict):
+        raise ValueError(f"{path} is not a run's config (a JSON {type(previous).__name__}, not an object)")
+    clash = [k for k in RUN_IDENTITY if previous.get(k) != config[k]]
+    if clash:
+        raise ValueError(f"{out} holds a different run ({', '.join(clash)} differ)")
 
 
 # ----------------------------------------------------------------------------------------------

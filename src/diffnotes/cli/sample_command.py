@@ -34,12 +34,28 @@ def _load_model(args):
     return model.to(dev).eval(), state, dev
 
 
-def _shape(model, config, n):
+def _shape(args, model, config) -> tuple[int, ...]:
+    """The batch to draw: ``-n`` (default 2000 points or 64 images) examples of the stored shape."""
+    shape = config.get("shape")
+    if shape is None:  # a checkpoint from before `train` stored the shape: the old route
+        shape = _shape_from_the_network(model, config)
+    elif not (isinstance(shape, list) and shape and all(type(d) is int and d > 0 for d in shape)):
+        raise UserError(f"{args.ckpt}: its config's shape {shape!r} is not a list of positive integers")
+    return (args.n or (2000 if len(shape) == 1 else 64), *shape)
+
+
+def _shape_from_the_network(model, config) -> list[int]:
+    """The example shape of a checkpoint written before ``train`` stored ``config["shape"]``.
+
+    Fallback for old checkpoints only (issue 24): it reads the backbone's own attributes (the
+    MLP's ``dim`` from the config, the U-Net's ``in_channels`` and ``img_resolution``), which
+    is how ``sample`` found the shape before the config carried it.
+    """
     net = config["net"]
     if net["kind"] == "mlp":
-        return (n or 2000, net["kwargs"].get("dim", 2))
+        return [net["kwargs"].get("dim", 2)]
     unet = model.backbone
-    return (n or 64, unet.in_channels, unet.img_resolution, unet.img_resolution)
+    return [unet.in_channels, unet.img_resolution, unet.img_resolution]
 
 
 def cmd_sample(args) -> int:
@@ -54,7 +70,7 @@ def cmd_sample(args) -> int:
     sigma_min = args.sigma_min if args.sigma_min is not None else max(model.sigma_min, EDM_SIGMA_MIN)
     sigma_max = args.sigma_max if args.sigma_max is not None else min(model.sigma_max, EDM_SIGMA_MAX)
     sigmas = sampling.sigma_schedule(args.schedule, args.steps, sigma_min, sigma_max).to(dev)
-    shape = _shape(model, config, args.n)
+    shape = _shape(args, model, config)
     generator = torch.Generator(device=dev).manual_seed(args.seed)
     x = torch.randn(shape, generator=generator, device=dev, dtype=torch.float64) * sigmas[0]
 

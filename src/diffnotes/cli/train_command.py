@@ -15,69 +15,51 @@ import json
 import os
 from pathlib import Path
 
-from ..presets import DATASETS, TOY_DATA
+from ..presets import DATASETS, FOLDER_DATA
 from .args import UserError, device, int_at_least, positive_float
 
 METHODS = ("edm", "vp", "ve")
 
 
-def load_data(name: str, root: str | None, size: int | None = 8):
-    """Training data as a tensor or a ``batch(n, generator)`` callable; one clear error if missing.
+def _load_data(args, size: int | None):
+    """``presets.load_data`` for the parsed arguments; its errors become one ``UserError`` line."""
+    from ..presets import load_data
 
-    ``size`` is the digits' side (8, or 32 upsampled: ``presets.image_size``)."""
-    from .. import data
-
-    if name in TOY_DATA:
-        sampler = data.get_toy(TOY_DATA[name])
-        return lambda n, generator: sampler(n, generator=generator)
-    if name == "digits":
-        return data.load_digits("train", size=size or 8)[0]
-    if root is None:
-        raise UserError(f"--data {name} needs --data-root, the folder holding the {name} files")
-    if not Path(root).is_dir():
-        raise UserError(f"data folder {root} does not exist")
+    if args.data in FOLDER_DATA and args.data_root is None:
+        raise UserError(f"--data {args.data} needs --data-root, the folder holding the {args.data} files")
     try:
-        if name == "mnist":
-            return data.load_mnist(root, "train", size=32)[0]
-        return data.load_cifar10(root, "train")[0]
-    except (FileNotFoundError, OSError) as err:
-        raise UserError(str(err).splitlines()[0]) from None
-
-
-def sigma_data_of(data) -> float:
-    """The data's standard deviation (EDM's sigma_data), measured on a fixed sample."""
-    import torch
-
-    x = data if isinstance(data, torch.Tensor) else data(10000, torch.Generator().manual_seed(0))
-    return round(float(x[:10000].double().std()), 3)
+        return load_data(args.data, args.data_root, size)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
 
 
 def _refuse_other_run(out: Path, config: dict) -> None:
-    if not (out / "config.json").exists():
-        return
-    previous = json.loads((out / "config.json").read_text())
-    clash = [k for k in ("method", "data", "net", "precond") if previous.get(k) != config[k]]
-    if clash:
-        raise UserError(f"{out} holds a different run ({', '.join(clash)} differ); choose another --out")
+    from ..presets import refuse_other_run
+
+    try:
+        refuse_other_run(out, config)
+    except ValueError as err:
+        raise UserError(f"{err}; choose another --out") from None
 
 
 def cmd_train(args) -> int:
     import torch
 
     from ..methods.edm import LOSSES
-    from ..presets import build_model, image_size, model_config, train_budget
+    from ..presets import (build_model, image_size, model_config, sample_shape, sigma_data_of,
+                           train_budget)
     from ..profiles import get_profile
     from ..train import fit, steps_cap
 
     steps_cap()  # a bad $DIFFNOTES_TRAIN_STEPS fails here, before anything is written
     profile = get_profile(args.profile)
     out = Path(args.out)
-    data = load_data(args.data, args.data_root, image_size(args.data, profile))
+    data = _load_data(args, image_size(args.data, profile))
     budget = train_budget(profile, args.data)
     budget.update({k: getattr(args, k) for k in ("steps", "batch_size", "lr") if getattr(args, k) is not None})
     sigma_data = sigma_data_of(data)
     config = {"method": args.method, "data": args.data, "profile": profile.name, "sigma_data": sigma_data,
-              **model_config(args.method, args.data, profile, sigma_data)}
+              "shape": sample_shape(data), **model_config(args.method, args.data, profile, sigma_data)}
     rank = int(os.environ.get("RANK", "0"))  # set by torchrun; 0 for a single process
     if rank == 0:  # the other ranks would read a config.json that rank 0 is writing
         _refuse_other_run(out, config)
