@@ -72,6 +72,9 @@ def _check(key: str, d: dict) -> Declaration:
         raise ValueError(f"{where}: a curve claim names what it runs 'over'")
     if kind == "ratio" and (d.get("paper_ratio") is None or not d.get("tolerance", 0) > 1):
         raise ValueError(f"{where}: a ratio claim needs paper_ratio and a tolerance above 1")
+    if kind == "ratio" and arms and len(arms) != 2:
+        raise ValueError(f"{where}: a ratio claim names its numerator and denominator arms, "
+                         f"got {list(arms)}")
     test = d.get("test", "better")
     if test not in R.TESTS:
         raise ValueError(f"{where}: test {test!r}; valid: {', '.join(R.TESTS)}")
@@ -130,7 +133,7 @@ def measure(key: str, claim_id: str, *values, xs=None, metric: str | None = None
                            bound_name=d.bound_name, better=d.better, **common)
     if d.kind == "ratio":
         return R.ratio(d.claim, d.metric, *values, paper_ratio=d.paper_ratio,
-                       tolerance=d.tolerance, **common)
+                       tolerance=d.tolerance, names=tuple(d.arms) or ("num", "den"), **common)
     kw = dict(names=tuple(d.arms), better=d.better, test=d.test, margin=d.margin, **common)
     if d.kind == "curve":
         if xs is None:
