@@ -1,6 +1,7 @@
-"""The layout of issue 24's split: ``diffnotes.sampling`` and ``diffnotes.metrics`` gather
-modules with one job each, keep every name they had, and ``sampling``'s docstring lists every
-solver of ``SOLVERS``."""
+"""The layout of issue 24's split of ``diffnotes.sampling``: schedules, solvers and fitted
+schedules each in their own module, ``sampling`` keeps every name it had (notebooks with stored
+outputs and the chapters import them from there), and its docstring lists every solver of
+``SOLVERS`` (``tests/test_metrics_layout.py`` does the same for ``diffnotes.metrics``)."""
 
 from __future__ import annotations
 
@@ -69,8 +70,3 @@ def test_sampling_reexports_its_parts_and_nothing_else():
                     if getattr(getattr(sampling, name), "__module__", None) == sampling.__name__]
     assert not defined_here, f"sampling.py should only gather names, but defines {defined_here}"
 
-
-def test_the_fitting_rule_keeps_its_hash_after_the_move():
-    """``FitRule.digest`` hashes the fitting functions' source; moving them kept it (the value
-    computed before the split)."""
-    assert sampling.RULE_FULL.digest() == "e71fe947b1f2e7ae"
