@@ -1,7 +1,7 @@
 """The layout of issue 24's split of ``diffnotes.sampling``: schedules, solvers and fitted
 schedules each in their own module, ``sampling`` keeps every name it had (notebooks with stored
 outputs and the chapters import them from there), and its docstring lists every solver of
-``SOLVERS`` (``tests/test_metrics_layout.py`` does the same for ``diffnotes.metrics``)."""
+``SOLVERS`` (``tests/test_metrics_layout.py`` checks the split of ``diffnotes.metrics``)."""
 
 from __future__ import annotations
 
