@@ -70,3 +70,15 @@ def test_sampling_reexports_its_parts_and_nothing_else():
                     if getattr(getattr(sampling, name), "__module__", None) == sampling.__name__]
     assert not defined_here, f"sampling.py should only gather names, but defines {defined_here}"
 
+
+
+def test_the_running_page_lists_every_solver():
+    """book/running.md names the solvers `sample` accepts: all of SOLVERS, no more."""
+    import re
+
+    from diffnotes.markdown import find_root
+    from diffnotes.sampling import SOLVERS
+
+    text = (find_root() / "book" / "running.md").read_text(encoding="utf-8")
+    listed = text.split("accepts every solver of", 1)[1].split(")", 1)[0]
+    assert re.findall(r"`([\w.]+)`", listed)[1:] == list(SOLVERS)  # [0]: diffnotes.sampling
