@@ -144,6 +144,7 @@ def measure(key: str, claim_id: str, *values, xs=None, metric: str | None = None
 
 EARNED = (R.HOLDS, R.EQUIVALENT)  # the verdicts a claim can be said to earn
 NOT_APPLICABLE = "not applicable"  # a declaration's control that no untrained network can earn
+IN_THE_CLAIM = "in the claim"  # the claim already measures the untrained network as an arm
 
 
 @dataclass
@@ -161,12 +162,14 @@ class Judged:
 
     @property
     def control_earns(self) -> bool:
-        """True when the untrained control earns this claim's positive verdict too (a claim
-        whose declaration calls the control not applicable, e.g. a cost claim, is never
-        flagged)."""
+        """True when the untrained control earns this claim's positive verdict too. Never for a
+        claim whose declaration calls the control not applicable (a cost claim) or whose arms
+        already include the untrained network ("in the claim": the control run then compares
+        two untrained networks, and a tiny systematic difference between them is no
+        evidence against the trained one -- its values are still shown)."""
         return (self.control is not None and self.verdict in EARNED
                 and self.control.verdict == self.verdict
-                and not self.decl.control.startswith(NOT_APPLICABLE))
+                and not self.decl.control.startswith((NOT_APPLICABLE, IN_THE_CLAIM)))
 
     @property
     def flag(self) -> str:
