@@ -216,3 +216,22 @@ def test_a_notebook_names_its_claims_by_id_and_never_restates_them(key, source):
     assert len(restated) == known, (
         f"{key}: the record cell builds {len(restated)} claim(s) itself "
         f"({sorted(set(restated))}); STILL_RESTATED expects {known}" + (f" ({why})" if why else ""))
+
+
+def test_every_claim_has_its_untrained_control_or_says_why_not():
+    """A claim's control is measured (notebooks/results/untrained/), or its declaration says
+    why none is needed; a claim declared to involve no trained network must get the very same
+    values from the control run."""
+    controls = R.load_controls()
+    missing = []
+    for rec, js in C.judge_all():
+        for j in js:
+            if j.decl.control.startswith(C.NO_NETWORK):
+                assert j.control is not None and j.control.stored.get("values") == \
+                    j.stored.get("values"), f"{rec['key']}/{j.decl.id}: declared free of any " \
+                    "trained network, yet its control values differ"
+            if j.control is None and not j.decl.control.startswith(
+                    (C.NOT_APPLICABLE, C.IN_THE_CLAIM)):
+                missing.append(f"{rec['key']}/{j.decl.id}")
+    assert not missing, f"claims without an untrained control: {missing}"
+    assert set(controls) <= {rec["key"] for rec in R.load_records()}

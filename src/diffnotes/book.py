@@ -207,8 +207,10 @@ def control_note(key: str, *, root=None):
                         "claim that holds here needed the training.")
     items = "\n".join(f"* ⚑ *{j.decl.claim}* — {j.verdict}; {j.flag}" +
                       ("" if j.control_earns else f" ({j.decl.control})") for j in flagged)
-    return Markdown(head + "These claims are **not counted as evidence** for the paper, "
-                    "because an untrained network earns their verdict too:\n\n" + items)
+    return Markdown(head + "An untrained network earns the verdict of these claims too, so "
+                    "they are **not counted as evidence of what training achieved**: each tests "
+                    "a property the method has whatever the network learned, or a measurement "
+                    "that cannot tell a trained network from an untrained one:\n\n" + items)
 
 
 def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,

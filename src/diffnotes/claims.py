@@ -145,6 +145,7 @@ def measure(key: str, claim_id: str, *values, xs=None, metric: str | None = None
 EARNED = (R.HOLDS, R.EQUIVALENT)  # the verdicts a claim can be said to earn
 NOT_APPLICABLE = "not applicable"  # a declaration's control that no untrained network can earn
 IN_THE_CLAIM = "in the claim"  # the claim already measures the untrained network as an arm
+NO_NETWORK = NOT_APPLICABLE + ": no trained network"  # the control must give the same values
 
 
 @dataclass
