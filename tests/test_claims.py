@@ -64,7 +64,7 @@ def test_page_keeps_earlier_verdicts_and_flags_controls():
     page = C.render_page()
     assert "earlier (2026-12-01): within noise" in page  # Gotta Go Fast before N = 200
     assert "recorded as: does not hold" in page
-    assert "⚑ earned by the untrained model too" in page
+    assert "⚑ the untrained control earns this verdict too" in page
     assert "untrained control" in page
 
 
