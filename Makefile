@@ -40,7 +40,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The pages are first executed in parallel into the build's jupyter cache (scripts/prebuild_book.py);
+# the build then finds them cached and only renders.
 book: $(STAMP)
+	$(PY) scripts/prebuild_book.py
 	$(JB) build . -W -n --keep-going
 	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
 
@@ -76,6 +79,7 @@ notebooks-test: $(STAMP)
 	else echo "no notebooks yet"; fi
 
 book-test: $(STAMP)
+	$(PY) scripts/prebuild_book.py
 	$(JB) build . -W -n --keep-going
 
 tables: $(STAMP)
