@@ -190,7 +190,6 @@ _RECORD_CELLS = list(_record_cells())
 # go stale silently.
 STILL_RESTATED = {
     "abstreiter2021diffusion": (1, "declared equivalence, recorded superiority"),
-    "havasi2019minimal": (1, "arm t = 6 in full, t = 4 in quick"),
     "ho2022classifier": (2, "declared non-inferiority, recorded superiority"),
     "hyvarinen2005estimation": (1, "arm D = 128 in full, D = 32 in quick"),
     "jing2022subspace": (2, "declared non-inferiority, recorded superiority"),
@@ -200,7 +199,6 @@ STILL_RESTATED = {
                                  "from the recorded ones"),
     "luhman2022improving": (2, "declared non-inferiority, recorded superiority"),
     "song2019sliced": (3, "declared tolerance 1.25, recorded 1.5"),
-    "theis2022lossy": (2, "declared equivalence, recorded superiority"),
 }
 
 
