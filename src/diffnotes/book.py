@@ -192,6 +192,8 @@ def control_note(key: str, *, root=None):
     claims an untrained network earns too (the chapter does not count them as evidence)."""
     from IPython.display import Markdown
 
+    from .claims import NO_NETWORK
+
     judged = _judged_lab(key, root)
     if judged is None:
         raise ValueError(f"no stored record for lab {key!r}")
@@ -202,9 +204,15 @@ def control_note(key: str, *, root=None):
     head = (f"**Untrained control.** The lab was also run with training disabled "
             f"({len(measured)} of {len(judged)} claims measured so; see the "
             "{doc}`results page <../results>`). ")
+    free = [j for j in judged if j.decl.control.startswith(NO_NETWORK)]
+    if free:
+        head += (f"{len(free)} claim{'s' if len(free) > 1 else ''} of this lab involve"
+                 f"{'' if len(free) > 1 else 's'} no trained network at all (declared so; the "
+                 "control run gives the same values), so training has no part in "
+                 f"{'their' if len(free) > 1 else 'its'} verdict. ")
     if not flagged:
-        return Markdown(head + "The untrained network earns none of the verdicts above: each "
-                        "claim that holds here needed the training.")
+        return Markdown(head + "Of the claims that depend on training, the untrained network "
+                        "earns none of the verdicts that hold here.")
     items = "\n".join(f"* ⚑ *{j.decl.claim}* — {j.verdict}; {j.flag}" +
                       ("" if j.control_earns else f" ({j.decl.control})") for j in flagged)
     return Markdown(head + "An untrained network earns the verdict of these claims too, so "
