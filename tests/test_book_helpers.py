@@ -93,3 +93,16 @@ def test_control_note_names_every_claim_the_untrained_control_earns(tmp_path):
     assert "not counted as evidence of what training achieved" in text
     (tmp_path / R.RESULTS_DIR / R.CONTROL_SUBDIR / f"{rec['key']}.json").unlink()
     assert "not been measured" in control_note(rec["key"], root=tmp_path).data
+
+
+def test_claim_value_reads_the_untrained_control():
+    from diffnotes import claims as C
+    from diffnotes import results as R
+    from diffnotes.book import claim_value
+
+    rec, js = next((r, js) for r, js in C.judge_all()
+                   if any(j.decl.kind == "compare" and j.control for j in js))
+    j = next(j for j in js if j.decl.kind == "compare" and j.control)
+    values = j.control.stored["values"][j.decl.arms[0]]
+    assert claim_value(rec["key"], j.decl.id, j.decl.arms[0], control=True) == \
+        f"{R.mean(values):.3g}"

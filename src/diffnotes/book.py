@@ -222,12 +222,16 @@ def control_note(key: str, *, root=None):
 
 
 def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
-                interval: bool = False, digits: int = 3, root=None) -> str:
+                interval: bool = False, digits: int = 3, control: bool = False,
+                root=None) -> str:
     """A lab's recorded number for a chapter's text (glue it; never type it).
 
     The mean over seeds of ``arm`` in claim ``claim_id`` of lab ``key`` (a ratio claim's ratio
     when ``arm`` is None; a curve claim's value at the sweep setting ``at``), to ``digits``
-    significant digits, followed by its 95% t-interval when ``interval`` is true.
+    significant digits, followed by its 95% t-interval when ``interval`` is true. With
+    ``control=True`` the number comes from the lab's untrained control (the same claim measured
+    with training disabled, ``notebooks/results/untrained/``). A sweep's stored per-setting arm
+    (e.g. ``"beta at 10"``) may be named directly instead of ``arm`` with ``at``.
     """
     from . import results as R
     from .claims import setting_value
@@ -239,11 +243,16 @@ def claim_value(key: str, claim_id: str, arm: str | None = None, *, at=None,
     if j is None:
         raise ValueError(f"lab {key!r} has no claim {claim_id!r}; it has "
                          f"{', '.join(x.decl.id for x in judged)}")
+    if control:
+        if j.control is None:
+            raise ValueError(f"{key}/{claim_id}: no untrained control recorded "
+                             "(run scripts/measure_controls.py)")
+        j = j.control
     d = j.decl
     name = arm if arm is not None else ("ratio" if d.kind == "ratio" else None)
     if name is None:
         raise ValueError(f"{key}/{claim_id}: name the arm, one of {', '.join(d.arms)}")
-    if d.kind == "curve":
+    if d.kind == "curve" and not (at is None and name in j.stored.get("values", {})):
         points = j.stored.get("points", [])
         point = next((p for p in points if at is not None and setting_value(p[d.over]) == at),
                      None)
