@@ -22,3 +22,15 @@ def test_every_chapter_with_code_is_staged_and_no_notebook():
 def test_the_cache_is_the_one_the_build_reads():
     assert prebuild.cache_path() == ROOT / "_build" / ".jupyter_cache"
     assert prebuild.READER == {"name": "myst_nb_md", "type": "plugin"}
+
+
+def test_the_inputs_digest_follows_the_records(tmp_path):
+    (tmp_path / "src" / "diffnotes" / "data").mkdir(parents=True)
+    (tmp_path / "notebooks" / "results" / "untrained").mkdir(parents=True)
+    (tmp_path / "src" / "diffnotes" / "book.py").write_text("x = 1\n")
+    record = tmp_path / "notebooks" / "results" / "untrained" / "demo.json"
+    record.write_text("{}")
+    before = prebuild.inputs_digest(tmp_path)
+    assert prebuild.inputs_digest(tmp_path) == before
+    record.write_text('{"claims": []}')
+    assert prebuild.inputs_digest(tmp_path) != before
