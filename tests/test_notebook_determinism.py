@@ -35,12 +35,7 @@ NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 # Notebooks that still build a network no seed decides, with the reason. Each entry is a
 # known failure waiting for its fix, marked xfail(strict=True): once the notebook passes,
 # its test fails until the entry is removed, so the rule holds for it from then on.
-NOT_YET_FIXED = {
-    # being rewritten by another helper (issue 22): each arm's network is built by a lambda
-    # (arm["new"]) and trained with no torch.manual_seed before it; the rule cannot follow
-    # a lambda's call, so it flags the build where the lambda is written
-    "li2022srdiff": "the trained networks are built with no seed before them",
-}
+NOT_YET_FIXED: dict[str, str] = {}
 # torch.nn layers whose initial weights are random draws (norm layers start at ones and
 # zeros, activations have no weights)
 TORCH_LAYERS = {"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
