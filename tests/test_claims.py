@@ -190,7 +190,6 @@ _RECORD_CELLS = list(_record_cells())
 # go stale silently.
 STILL_RESTATED = {
     "abstreiter2021diffusion": (1, "declared equivalence, recorded superiority"),
-    "ho2022classifier": (2, "declared non-inferiority, recorded superiority"),
     "hyvarinen2005estimation": (1, "arm D = 128 in full, D = 32 in quick"),
     "jing2022subspace": (2, "declared non-inferiority, recorded superiority"),
     "jolicoeurmartineau2021gotta": (3, "the words and arms name the largest D, 256 in full, "
