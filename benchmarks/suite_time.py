@@ -5,7 +5,9 @@ Run: ``python benchmarks/suite_time.py LOG [--note TEXT]`` on the output of
 ``benchmarks/results_suite.md``, which ``run_all.py`` appends to ``RESULTS.md``.
 
 The stages are the pytest runs of ``make test`` (each prints ``N passed ... in S s``), in the
-order the Makefile runs them; the book build prints no time, so its share is what is left of
+order the Makefile runs them, and the book's pages executed before the build
+(``scripts/prebuild_book.py`` prints ``prebuild: N page(s) executed ... in S s``); the build's
+rendering prints no time, so its share is what is left of
 ``.ci/run``'s total (printed as ``ci: finished in S s``) after the timed stages and the install,
 whose end is the first pytest line. The goal from issue 24 is a clean-clone ``make test`` in at
 most 12 minutes on the 2-core machine, installs excluded.
@@ -29,6 +31,8 @@ STAGES = ("unit tests", "notebooks (quick, nbval)", "notebooks untrained / badly
 GOAL_S = 12 * 60
 _SUMMARY = re.compile(r"^=*\s*(?:\x1b\[[0-9;]*m)?(\d+) passed.*? in ([\d.]+)s", re.M)
 _TOTAL = re.compile(r"^ci: finished in (\d+) s", re.M)
+# scripts/prebuild_book.py's summary: the book's pages executed in parallel before the build
+_PREBUILD = re.compile(r"^prebuild: (\d+) page\(s\) executed.*? in (\d+) s", re.M)
 
 
 def parse(text: str) -> dict:
@@ -41,8 +45,12 @@ def parse(text: str) -> dict:
     if len(runs) != len(STAGES):
         raise ValueError(f"the log has {len(runs)} pytest summaries; `make test` runs "
                          f"{len(STAGES)} ({', '.join(STAGES)})")
-    return {"total": int(total.group(1)),
-            "stages": [(name, n, s) for name, (n, s) in zip(STAGES, runs)]}
+    stages = [(name, n, s) for name, (n, s) in zip(STAGES, runs)]
+    prebuild = _PREBUILD.search(text)
+    if prebuild:  # the book's pages, executed before the (render-only) build
+        stages.append(("book pages executed (prebuild, parallel)", int(prebuild.group(1)),
+                       float(prebuild.group(2))))
+    return {"total": int(total.group(1)), "stages": stages}
 
 
 def verdict(parsed: dict) -> str:
@@ -64,7 +72,8 @@ def render(parsed: dict, note: str, date: str, machine: str) -> str:
            f"Read by `benchmarks/suite_time.py` from the log of one `.ci/run` on a fresh clone, {date}, "
            f"{machine}. {note}".rstrip(), "",
            "| stage | tests | minutes |", "|---|---:|---:|", *rows,
-           f"| install, tables check and the book build (not timed separately) | | {rest / 60:.1f} |",
+           f"| install, tables check and the book build's rendering (not timed separately) | | "
+           f"{rest / 60:.1f} |",
            f"| **`.ci/run` in all** | | **{parsed['total'] / 60:.1f}** |", "",
            f"Goal (issue 24): `make test` from a clean clone in at most {GOAL_S // 60} minutes, "
            f"installs excluded. The timed stages alone take {timed / 60:.1f} minutes: "

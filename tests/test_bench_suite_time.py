@@ -41,3 +41,11 @@ def test_verdict_is_undecided_when_only_the_untimed_part_could_break_the_goal():
     parsed = {"total": 800, "stages": [("a", 1, 300.0)]}
     assert suite_time.verdict(parsed).startswith("not decided")
     assert suite_time.verdict({"total": 700, "stages": [("a", 1, 300.0)]}) == "met"
+
+
+def test_the_book_pages_prebuild_is_its_own_stage():
+    log = LOG.replace("ci: finished", "prebuild: 33 page(s) executed on 2 process(es), 0 already "
+                      "cached, 0 failed, in 218 s\nci: finished")
+    parsed = suite_time.parse(log)
+    assert parsed["stages"][-1] == ("book pages executed (prebuild, parallel)", 33, 218.0)
+    assert "book build's rendering" in suite_time.render(parsed, "", "d", "m")
