@@ -8,7 +8,10 @@
 * an exponential moving average of the weights (``model_ema``), updated every step;
 * seeded, deterministic CPU runs: the data generator and torch's global generator are seeded
   from ``seed`` and saved in every checkpoint, so stopping and resuming reproduces the
-  uninterrupted run bit for bit (``tests/test_train.py``);
+  uninterrupted run bit for bit (``tests/test_train.py``). ``seed`` decides the data order
+  and the training noise, *not* the initial weights: the model arrives built, so build it
+  right after ``torch.manual_seed(seed)`` (torch's global generator starts from a different
+  seed in every process; ``tests/test_notebook_determinism.py`` holds the notebooks to this);
 * atomic checkpoints (temporary file in the same folder, flush + fsync, ``os.replace``) holding
   only tensors and plain types, read back with ``torch.load(weights_only=True)``;
 * a non-finite loss stops training with a message naming the step, and the last good checkpoint
