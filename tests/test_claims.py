@@ -232,3 +232,23 @@ def test_every_claim_has_its_untrained_control_or_says_why_not():
                 missing.append(f"{rec['key']}/{j.decl.id}")
     assert not missing, f"claims without an untrained control: {missing}"
     assert set(controls) <= {rec["key"] for rec in R.load_records()}
+
+
+def test_a_sweep_is_flagged_at_the_settings_the_control_earns(tmp_path):
+    folder = tmp_path / R.RESULTS_DIR
+    (folder / R.CONTROL_SUBDIR).mkdir(parents=True)
+    good, bad = [1.0, 1.1, 0.9], [2.0, 2.2, 1.9]
+
+    def rec(points):
+        return {"key": "demo", "profile": "full", "date": "d", "machine": "m",
+                "claims": [{"claim": "a beats b", "values": {}, "verdict": "mixed",
+                            "points": [{"w": w, "a": a, "b": b} for w, a, b in points]}]}
+    (folder / "demo.json").write_text(json.dumps(rec([(1, good, bad), (2, bad, good)])))
+    (folder / R.CONTROL_SUBDIR / "demo.json").write_text(
+        json.dumps(rec([(1, good, bad), (2, good, bad)])))
+    reg = tmp_path / "claims.yaml"
+    reg.write_text("demo:\n- {id: x, claim: a beats b, kind: curve, arms: [a, b], over: w,"
+                   " better: lower}\n")
+    (_, [j]), = C.judge_all(tmp_path, reg)
+    assert j.verdict == R.MIXED and not j.control_earns
+    assert j.earned_at == ["w 1"] and j.flag.endswith("at w 1")

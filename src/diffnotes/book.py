@@ -215,7 +215,8 @@ def control_note(key: str, *, root=None):
                         "earns none of the verdicts that hold here.")
     items = "\n".join(f"* ⚑ *{j.decl.claim}* — {j.verdict}; {j.flag}" +
                       ("" if j.control_earns else f" ({j.decl.control})") for j in flagged)
-    return Markdown(head + "An untrained network earns the verdict of these claims too, so "
+    return Markdown(head + "An untrained network earns the verdict of these claims too (of a "
+                    "sweep, at the settings named), so "
                     "they are **not counted as evidence of what training achieved**: each tests "
                     "a property the method has whatever the network learned, or a measurement "
                     "that cannot tell a trained network from an untrained one:\n\n" + items)

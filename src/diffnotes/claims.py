@@ -173,10 +173,25 @@ class Judged:
                 and not self.decl.control.startswith((NOT_APPLICABLE, IN_THE_CLAIM)))
 
     @property
+    def earned_at(self) -> list[str]:
+        """A sweep's settings where the trained claim holds and the untrained control's verdict
+        at that same setting is the same positive one (empty when the whole verdict is earned,
+        or none is, or the control does not apply)."""
+        if (self.control is None or self.control_earns or self.decl.kind != "curve"
+                or self.decl.control.startswith((NOT_APPLICABLE, IN_THE_CLAIM))):
+            return []
+        ctrl = {r["setting"]: r["verdict"] for r in self.control.rows}
+        return [r["setting"] for r in self.rows
+                if r["verdict"] in EARNED and ctrl.get(r["setting"]) == r["verdict"]]
+
+    @property
     def flag(self) -> str:
         """Why this claim is flagged ⚑ (empty when it is not)."""
         if self.control_earns:
             return "the untrained control earns this verdict too"
+        if self.earned_at:
+            return ("the untrained control earns the same verdict at "
+                    + ", ".join(self.earned_at))
         return self.decl.control_flag
 
 
