@@ -49,3 +49,14 @@ def test_the_book_pages_prebuild_is_its_own_stage():
     parsed = suite_time.parse(log)
     assert parsed["stages"][-1] == ("book pages executed (prebuild, parallel)", 33, 218.0)
     assert "book build's rendering" in suite_time.render(parsed, "", "d", "m")
+
+
+def test_with_the_installs_timed_apart_the_goal_is_decided():
+    parsed = suite_time.parse(LOG.replace("ci: finished in 2400 s",
+                                          "ci: installed in 120 s\nci: finished in 800 s"))
+    assert parsed["installed"] == 120
+    assert suite_time.verdict(parsed) == "met"  # 800 - 120 s = 11.3 minutes
+    text = suite_time.render(parsed, "", "d", "m")
+    assert "without the installs took 11.3 minutes: met" in text
+    parsed["total"] = 900
+    assert suite_time.verdict(parsed) == "not met"
