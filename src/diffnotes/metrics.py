@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import torch
 
+from . import feature_metrics, likelihood, restoration_metrics, toy_metrics
 from .feature_metrics import (DIGITS_MIN_N, DigitsReport, digits_report, frechet_digits_distance,
                               frechet_distance, kernel_distance, precision_recall)
 from .features import digits_classify, digits_features
@@ -41,37 +42,10 @@ from .restoration_metrics import high_frequency_energy, psnr, ssim
 from .toy_metrics import (DEFAULT_BANDWIDTHS, MMD_KERNELS, gmm_log_likelihood, mmd, sliced_wasserstein,
                           sliced_wasserstein_band)
 
-__all__ = [
-    # points (toy_metrics)
-    "sliced_wasserstein",
-    "sliced_wasserstein_band",
-    "mmd",
-    "MMD_KERNELS",
-    "DEFAULT_BANDWIDTHS",
-    "gmm_log_likelihood",
-    # image features (feature_metrics, features)
-    "frechet_distance",
-    "kernel_distance",
-    "precision_recall",
-    "digits_features",
-    "digits_classify",
-    "digits_report",
-    "DigitsReport",
-    "frechet_digits_distance",
-    "DIGITS_MIN_N",
-    # restoration (restoration_metrics)
-    "psnr",
-    "ssim",
-    "high_frequency_energy",
-    # likelihood (likelihood)
-    "bits_per_dim_from_nll",
-    "pf_ode_log_likelihood",
-    "PF_ODE_UNITS",
-    "independent_pixels_bits_per_dim",
-    # held-out denoising (here)
-    "noisy_and_denoised",
-    "denoising_error",
-]
+# each part lists its own names once; this module gathers them and adds its own two
+__all__ = [*toy_metrics.__all__, *feature_metrics.__all__, "digits_features", "digits_classify",
+           *restoration_metrics.__all__, *likelihood.__all__,
+           "noisy_and_denoised", "denoising_error"]
 
 
 @torch.no_grad()

@@ -50,6 +50,7 @@ UniPC and DEIS included.
 
 from __future__ import annotations
 
+from . import schedule_fitting, schedules, solvers
 from .schedule_fitting import (FIT_SOLVERS, RULE_FULL, CountingDenoiser, FitRule, fit_schedule, knot_sigmas,
                                optimize_sigmas, refine_sigmas, warped_sigmas)
 from .schedules import DDPM_SPACINGS, SCHEDULES, ddpm_sigmas, sigma_schedule
@@ -59,39 +60,6 @@ from .solvers import (SOLVERS, posterior_variance, sample, sample_ancestral, sam
 # re-exported for old imports; their home is the numeric bridge
 from .theory.numeric import vp_sigma, vp_sigma_inv
 
-__all__ = [
-    # schedules
-    "SCHEDULES",
-    "DDPM_SPACINGS",
-    "sigma_schedule",
-    "ddpm_sigmas",
-    "vp_sigma",
-    "vp_sigma_inv",
-    # solvers
-    "SOLVERS",
-    "sample",
-    "to_d",
-    "posterior_variance",
-    "sample_euler",
-    "sample_heun",
-    "sample_edm_stochastic",
-    "sample_dpmpp_2m",
-    "sample_dpmpp_3m",
-    "sample_ddim",
-    "sample_euler_maruyama",
-    "sample_predictor_corrector",
-    "sample_ancestral",
-    "sample_annealed_langevin",
-    "sample_unipc",
-    "sample_deis",
-    # schedules fitted to a model
-    "warped_sigmas",
-    "optimize_sigmas",
-    "knot_sigmas",
-    "refine_sigmas",
-    "FIT_SOLVERS",
-    "FitRule",
-    "RULE_FULL",
-    "CountingDenoiser",
-    "fit_schedule",
-]
+# each part lists its own names once; this facade only gathers them
+__all__ = [*schedules.__all__, "vp_sigma", "vp_sigma_inv", *solvers.__all__,
+           *schedule_fitting.__all__]
