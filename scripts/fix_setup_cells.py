@@ -2,7 +2,8 @@
 
 The setup cell is a no-op inside a checkout; elsewhere (Colab, Binder) it tries to pip-install
 the package from the repository address in `_config.yml` (`repository.url`, the one place it is
-set) and says in one line what to do if that fails. Only cell order and the setup cell's source
+set) and says in one line what to do if that fails. It then makes every figure the notebook
+shows fit the book's column (`diffnotes.plotting.fit_figures_to_column`). Only cell order and the setup cell's source
 change; stored outputs are kept. Run: python scripts/fix_setup_cells.py [notebooks/*.ipynb]
 """
 
@@ -23,8 +24,12 @@ if importlib.util.find_spec("diffnotes") is None:
         print(f"Could not install diffnotes from {{REPO}}: clone the "
               "repository and run `pip install -e .` in it.")
 from diffnotes import get_profile
+from diffnotes.plotting import fit_figures_to_column
 # Stops here, naming the valid profiles, if DIFFNOTES_PROFILE is unknown.
 PROFILE = get_profile()
+# Every figure shown below fits the book's column: at most 7 in wide,
+# no text under 10 pt.
+fit_figures_to_column()
 print("profile:", PROFILE.name)'''
 
 

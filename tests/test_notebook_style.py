@@ -31,6 +31,9 @@ def test_title_then_setup_cell(path):
         f"{path.name}: the setup cell must install from _config.yml's repository.url ({url})")
     # installing may fail (no network, or the address does not serve the package): say what to do
     assert ".returncode" in setup and "pip install -e ." in setup and "check=True" not in setup
+    assert "fit_figures_to_column()" in setup, (
+        f"{path.name}: the setup cell must call diffnotes.plotting.fit_figures_to_column() so "
+        "that every figure fits the book's column (scripts/fix_setup_cells.py writes it)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

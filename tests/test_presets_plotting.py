@@ -163,3 +163,44 @@ def test_digits_unet_and_the_identity_it_starts_as():
     assert identity_denoiser(probe, torch.tensor(2.0)) is probe
     with pytest.raises(ValueError, match="valid: vp, ve"):
         digits_unet("edm")
+
+
+def test_fit_figure_scales_wide_figures_and_raises_small_text():
+    import matplotlib.pyplot as plt
+
+    from diffnotes.plotting import BOOK_DPI, _fitted_png, fit_figure, png_min_font
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    axes[0].set_title("tiny", fontsize=6)
+    axes[1].legend(handles=axes[1].plot([0, 1], label="line"), fontsize=7)
+    assert fit_figure(fig) == 10.0
+    assert tuple(fig.get_size_inches()) == pytest.approx((7.0, 1.75))
+    assert axes[0].title.get_fontsize() == 10.0
+    png = _fitted_png(fig)
+    assert png_min_font(png) == 10.0
+    from PIL import Image
+    import io
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (7 * BOOK_DPI, round(1.75 * BOOK_DPI))
+    plt.close(fig)
+    # a figure that already fits keeps its size and its larger text
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.set_title("big", fontsize=14)
+    ax.tick_params(labelsize=7)
+    assert fit_figure(fig) == 10.0  # the tick labels, drawn at 7 pt, are raised to 10
+    assert tuple(fig.get_size_inches()) == pytest.approx((5.0, 3.0))
+    assert ax.title.get_fontsize() == 14
+    plt.close(fig)
+
+
+def test_fit_figures_to_column_is_a_no_op_outside_ipython():
+    from diffnotes.plotting import fit_figures_to_column, png_min_font
+
+    assert fit_figures_to_column() is False
+    import matplotlib.pyplot as plt
+    import io
+    fig, _ = plt.subplots()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    assert png_min_font(buf.getvalue()) is None

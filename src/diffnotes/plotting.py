@@ -7,7 +7,11 @@
 * ``save_samples(samples, path, title)`` picks between the two for ``python -m diffnotes sample``;
 * ``book_figure(fig)`` turns a figure drawn for a chapter into a PNG that is legible in the
   book's column: it refuses text under ``BOOK_MIN_FONT_PT`` or a width over ``BOOK_MAX_WIDTH_IN``
-  and writes the smallest font size into the PNG, where the browser test reads it back.
+  and writes the smallest font size into the PNG, where the browser test reads it back;
+* ``fit_figures_to_column()`` (called by every lab notebook's setup cell) makes every figure the
+  notebook shows fit the same column: wider than ``BOOK_MAX_WIDTH_IN`` it is scaled down, text
+  under ``BOOK_MIN_FONT_PT`` is raised to it, and the PNG carries its smallest font size too, so
+  a test can read the stored outputs back.
 
 matplotlib is imported inside the drawing functions, so importing this module stays cheap.
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["image_grid", "show_images", "scatter_panels", "save_samples", "book_figure",
+           "fit_figure", "fit_figures_to_column", "png_min_font",
            "BOOK_DPI", "BOOK_MIN_FONT_PT", "BOOK_MAX_WIDTH_IN", "MIN_FONT_KEY"]
 
 BOOK_DPI = 100
@@ -168,3 +173,77 @@ def book_figure(fig, *, close: bool = True):
     if close:
         plt.close(fig)
     return Image(data=buf.getvalue(), format="png")
+
+
+def fit_figure(fig) -> float:
+    """Make ``fig`` fit the book's column in place and return its smallest font size (points).
+
+    A figure wider than :data:`BOOK_MAX_WIDTH_IN` is scaled to that width with its aspect kept;
+    every visible text under :data:`BOOK_MIN_FONT_PT` is raised to it; the layout is then
+    tightened (unless the figure uses constrained layout) so the larger text does not overlap.
+    """
+    import warnings
+
+    fig.draw_without_rendering()  # tick labels hold their text only once drawn
+    width, height = fig.get_size_inches()
+    if width > BOOK_MAX_WIDTH_IN:
+        fig.set_size_inches(BOOK_MAX_WIDTH_IN, height * BOOK_MAX_WIDTH_IN / width)
+    texts = list(_visible_texts(fig))
+    for t in texts:
+        if t.get_fontsize() < BOOK_MIN_FONT_PT:
+            t.set_fontsize(BOOK_MIN_FONT_PT)
+    if not fig.get_constrained_layout():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fig.tight_layout()
+            except (ValueError, RuntimeError):  # e.g. axes that cannot be laid out; keep as drawn
+                pass
+    return min((t.get_fontsize() for t in texts), default=BOOK_MIN_FONT_PT)
+
+
+def _fitted_png(fig) -> bytes:
+    import io
+
+    smallest = fit_figure(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=BOOK_DPI,
+                metadata={MIN_FONT_KEY: f"{smallest:g}", "Software": None})
+    return buf.getvalue()
+
+
+def fit_figures_to_column() -> bool:
+    """Render every figure this IPython kernel shows through :func:`fit_figure` at :data:`BOOK_DPI`.
+
+    Registers a PNG formatter for matplotlib figures (after pyplot has set up its own), so a
+    notebook's stored figures are at most 700 px wide with text of at least 10 pt, and each PNG
+    names its smallest font size under :data:`MIN_FONT_KEY`. Returns False (and does nothing)
+    outside IPython, e.g. in a plain script.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with every notebook kernel
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    # pyplot loads its backend at the first figure; the inline backend then registers its own
+    # formatter, so load it now and register ours after it
+    plt.close(plt.figure())
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, _fitted_png)
+    return True
+
+
+def png_min_font(data: bytes) -> float | None:
+    """The smallest font size a PNG written by this module declares (None when it declares none)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        value = im.info.get(MIN_FONT_KEY)
+    return None if value is None else float(value)
