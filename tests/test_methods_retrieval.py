@@ -7,8 +7,9 @@ import torch
 
 from diffnotes.methods.embedding import conditioned_loss, embedding_denoiser, sample_conditioned
 from diffnotes.methods.edm import EDMLoss
-from diffnotes.methods.retrieval import (Database, RetrievalBatches, label_distribution,
-                                         sample_from_database, total_variation)
+from diffnotes.methods.retrieval import (Database, PCAEmbedding, RetrievalBatches,
+                                         label_distribution, sample_from_database,
+                                         total_variation)
 from diffnotes.theory.proofs.embedding_proofs import retrieval_posterior_check
 from diffnotes.train import fit
 
@@ -24,6 +25,57 @@ def test_neighbours_are_nearest_first_and_exclude_self():
     assert own[:, 0].tolist() == [1, 0, 0, 2]
     cond = db.condition(torch.tensor([[0.0, 0.1]]), 2)
     assert torch.allclose(cond, torch.tensor([[0.5, 0.0]]))
+
+
+def _plane_images(n, generator):
+    # 3x3 "images" that vary mostly along two pixel directions, little along the others
+    big = torch.randn(n, 2, generator=generator) * torch.tensor([3.0, 2.0])
+    small = 0.01 * torch.randn(n, 7, generator=generator)
+    return torch.cat([big, small], 1).reshape(n, 1, 3, 3) + 5.0
+
+
+def test_pca_embedding_keeps_the_leading_directions_of_the_training_images():
+    x = _plane_images(500, torch.Generator().manual_seed(0))
+    emb = PCAEmbedding(x, variance=0.99)
+    assert emb.dim == 2 and emb.explained > 0.99
+    z = emb(x)
+    assert z.shape == (500, 2)
+    assert abs(float(z.pow(2).mean()) - 1.0) < 1e-5  # one scale: mean square 1 on training
+    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-5)  # centred on training mean
+    # distances in the embedding are pixel distances within the plane, over one scale
+    a, b = x[:1], x[1:2]
+    d_emb = float((emb(a) - emb(b)).norm()) * emb.scale
+    d_pix = float((a - b).reshape(-1)[:2].norm())  # the two large pixel directions
+    assert abs(d_emb - d_pix) < 0.05
+    # fitted on the training images alone: new images are embedded, not refitted
+    new = _plane_images(10, torch.Generator().manual_seed(1))
+    assert torch.equal(emb(new), PCAEmbedding(x, variance=0.99)(new))
+    assert PCAEmbedding(x, dim=5).dim == 5
+
+
+def test_pca_embedding_retrieves_the_same_cluster():
+    x, label = _two_clusters(200, torch.Generator().manual_seed(4))
+    images = torch.cat([x, torch.zeros(200, 2)], 1).reshape(200, 1, 2, 2)
+    emb = PCAEmbedding(images, dim=1)
+    db = Database(emb(images), label)
+    nb = db.neighbours(db.embeddings, 4, exclude_self=True)
+    assert bool((label[nb] == label[:, None]).all())
+
+
+def test_pca_embedding_bad_inputs_say_what_is_valid():
+    x = _plane_images(20, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="exactly one of dim"):
+        PCAEmbedding(x)
+    with pytest.raises(ValueError, match="exactly one of dim"):
+        PCAEmbedding(x, dim=2, variance=0.9)
+    with pytest.raises(ValueError, match="variance must be a share"):
+        PCAEmbedding(x, variance=1.0)
+    with pytest.raises(ValueError, match=r"dim must be an integer in \[1, 8\]"):
+        PCAEmbedding(x, dim=9)
+    with pytest.raises(ValueError, match="images must be a batch"):
+        PCAEmbedding(x[:1], dim=1)
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        PCAEmbedding(x, dim=2)(torch.zeros(3, 1, 2, 2))
 
 
 def test_bad_inputs_say_what_is_valid():

@@ -8,9 +8,18 @@ small MLP can read, and for Gaussian clusters it is the sufficient statistic, se
 ``retrieval_posterior``). The database is an input, not a parameter: swapping it at test time
 changes the neighbours, hence the condition, hence what is generated, with no retraining.
 
-Here the feature space is the evaluation classifier's (``diffnotes.features.digits_features``):
-it plays the part of the frozen CLIP image encoder of the paper.
+The paper retrieves in the space of a frozen CLIP image encoder, trained apart from anything
+that scores the samples. The lab's stand-in is :class:`PCAEmbedding`: principal components of
+the pixels, fitted on the training split only. (An earlier version of the lab retrieved in the
+features of the evaluation classifier, ``diffnotes.features.digits_features``, the very network
+that also judges the samples: retrieval in the judge's space can please the judge for reasons
+that say nothing about the method.)
 
+* :class:`PCAEmbedding` — a retrieval embedding fitted on training images alone: the leading
+  principal components of their centred pixels (``diffnotes.methods.subspace.PCASubspace``),
+  as many as hold a declared share of the pixel variance, scaled by one number so that the
+  training embeddings have mean square 1 (one scale for all coordinates: the neighbours are the
+  nearest in the principal subspace, unchanged by it).
 * :class:`Database` — embeddings (and labels) with ``neighbours`` and ``condition`` (the mean
   neighbour embedding of each query).
 * :class:`RetrievalBatches` — training batches ``(x0, c)`` for ``diffnotes.train.fit``: each
@@ -28,15 +37,62 @@ from __future__ import annotations
 import torch
 
 from .embedding import sample_conditioned
+from .subspace import PCASubspace
 
-__all__ = ["Database", "RetrievalBatches", "sample_from_database", "label_distribution",
-           "total_variation"]
+__all__ = ["PCAEmbedding", "Database", "RetrievalBatches", "sample_from_database",
+           "label_distribution", "total_variation"]
 
 
 def _check_k(k, size: int) -> int:
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= size:
         raise ValueError(f"k must be an integer in [1, {size}] (the database size), got {k!r}")
     return int(k)
+
+
+class PCAEmbedding:
+    """Principal components of pixels as a retrieval embedding, fitted on ``images`` (N, ...)
+    only, the training split: nothing about a judge or a label enters it.
+
+    Give ``dim`` (the number of leading directions) or ``variance`` (the fewest directions
+    whose share of the centred training pixels' variance reaches it, in (0, 1)), not both.
+    Calling it on images of the same shape returns their embeddings (M, dim): the coordinates
+    of the centred pixels on those directions, divided by one scale that gives the training
+    embeddings mean square 1. ``explained`` is the share of the training variance kept."""
+
+    def __init__(self, images: torch.Tensor, *, dim: int | None = None,
+                 variance: float | None = None):
+        images = torch.as_tensor(images, dtype=torch.float32)
+        if images.ndim < 2 or images.shape[0] < 2:
+            raise ValueError(f"images must be a batch (N, ...) with N >= 2, "
+                             f"got shape {tuple(images.shape)}")
+        if (dim is None) == (variance is None):
+            raise ValueError("give exactly one of dim (an integer number of directions) and "
+                             "variance (a share in (0, 1))")
+        self.shape = tuple(images.shape[1:])
+        flat = images.reshape(images.shape[0], -1)
+        self.mean = flat.mean(0)
+        centred = flat - self.mean
+        power = torch.linalg.svdvals(centred.double()) ** 2
+        share = power.cumsum(0) / power.sum()
+        if variance is not None:
+            if isinstance(variance, bool) or not 0 < variance < 1:
+                raise ValueError(f"variance must be a share in (0, 1), got {variance!r}")
+            dim = min(int((share < variance).sum()) + 1, flat.shape[1] - 1)
+        elif isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim < flat.shape[1]:
+            raise ValueError(f"dim must be an integer in [1, {flat.shape[1] - 1}] (the images "
+                             f"have {flat.shape[1]} values), got {dim!r}")
+        self.subspace = PCASubspace(centred, dim)
+        self.dim = dim
+        self.explained = float(share[dim - 1])
+        self.scale = float(self.subspace.coords(centred).pow(2).mean().sqrt())
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = torch.as_tensor(images, dtype=torch.float32)
+        if tuple(images.shape[1:]) != self.shape:
+            raise ValueError(f"PCAEmbedding was fitted on images of shape {self.shape}, "
+                             f"got {tuple(images.shape[1:])}")
+        centred = images.reshape(images.shape[0], -1) - self.mean
+        return self.subspace.coords(centred) / self.scale
 
 
 class Database:
