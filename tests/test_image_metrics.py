@@ -88,6 +88,27 @@ def test_classifier_accuracy_on_real_labelled_digits():
     assert torch.equal(digits_classify(x_b[:3]), digits_classify(x_b[:3, 0]))  # (N, H, W) accepted
 
 
+def test_summary_lines_name_each_metric_once_with_its_value():
+    one = DigitsReport(fd=0.3123, kd=0.00421, kd_se=0.0003, precision=0.84, recall=0.79,
+                       class_accuracy=0.9, n=300)
+    two = DigitsReport(fd=0.3323, kd=0.00521, kd_se=0.0004, precision=0.82, recall=0.77,
+                       class_accuracy=None, n=300)
+    assert one.summary() == "KD x 1000 4.21, Fréchet 0.312, precision 0.84, recall 0.79"
+    assert one.summary(("accuracy", "kd"), digits=2) == "accuracy 0.9, KD x 1000 4.2"
+    seen = []
+    line = DigitsReport.summarize([one, two], lambda v: seen.append(v) or f"<{len(v)}>")
+    assert line == "KD x 1000 <2>, Fréchet <2>, precision <2>, recall <2>"
+    assert seen == [pytest.approx([4.21, 5.21]), [0.3123, 0.3323], [0.84, 0.82], [0.79, 0.77]]
+    with pytest.raises(ValueError, match="unknown summary metrics \\['fid'\\]; valid: kd, fd"):
+        one.summary(["fid"])
+    with pytest.raises(ValueError, match="no class_accuracy"):
+        DigitsReport.summarize([one, two], str, ["accuracy"])
+    with pytest.raises(ValueError, match="non-empty sequence of DigitsReport"):
+        DigitsReport.summarize([], str)
+    with pytest.raises(ValueError, match="digits must be a positive integer"):
+        one.summary(digits=0)
+
+
 # -- the kernel distance and precision/recall on known answers -----------------------------------
 def test_kernel_distance_is_the_unbiased_cubic_kernel_mmd():
     rng = np.random.default_rng(0)

@@ -82,6 +82,58 @@ def test_scatter_panels_draw_one_panel_per_set():
         plotting.scatter_panels({"c": torch.randn(5, 3)})
 
 
+def test_image_rows_draws_one_titled_grid_per_panel_within_the_column():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.text import Text
+
+    digits = torch.rand(20, 1, 8, 8) * 2 - 1
+    panels = {f"s = {s}": digits * (s / 8) for s in (0, 1, 2, 4, 8)}
+    fig = plotting.image_rows(panels, cols=5)
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == list(panels)
+    assert fig.get_size_inches()[0] == pytest.approx(plotting.BOOK_MAX_WIDTH_IN)
+    for ax, images in zip(axes, panels.values()):  # each panel shows its own images' grid
+        shown = ax.get_images()[0].get_array()
+        assert np.allclose(shown, plotting.image_grid(images, cols=5)[..., 0].numpy())
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert min(t.get_fontsize() for t in texts) >= plotting.BOOK_MIN_FONT_PT
+    fig.canvas.draw()  # titles of neighbouring panels do not overlap at 7 in
+    boxes = [ax.title.get_window_extent() for ax in axes]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))
+    # a long title is wrapped to its panel; too many panels wrap onto a second row
+    wide = plotting.image_rows([("a title far too long for one line of a narrow panel", digits),
+                                ("short", digits)], per_row=2, cols=5)
+    assert "\n" in wide.get_axes()[0].get_title()
+    many = plotting.image_rows([(str(i), digits) for i in range(7)], per_row=4)
+    assert sum(ax.get_visible() for ax in many.get_axes()) == 7 and len(many.get_axes()) == 8
+    # titles left of stacked panels, and labels for the image rows inside the panels
+    left = plotting.image_rows({"input": torch.rand(6, 3, 8, 8), "truth": torch.rand(6, 3, 8, 8)},
+                               per_row=1, cols=6, label_left=True)
+    assert [ax.get_ylabel() for ax in left.get_axes()] == ["input", "truth"]
+    labelled = plotting.image_rows({"a": torch.rand(12, 1, 8, 8), "b": torch.rand(12, 1, 8, 8)},
+                                   cols=6, row_labels=("truth", "sample"))
+    assert [t.get_text() for t in labelled.get_axes()[0].texts] == ["truth", "sample"]
+    assert not labelled.get_axes()[1].texts
+    plt.close("all")
+
+
+def test_image_rows_refuses_what_it_cannot_draw():
+    digits = torch.rand(12, 1, 8, 8)
+    with pytest.raises(ValueError, match="panels is empty"):
+        plotting.image_rows({})
+    with pytest.raises(ValueError, match="'bad'.*\\(n, channels, height, width\\)"):
+        plotting.image_rows({"bad": torch.rand(8, 8)})
+    with pytest.raises(ValueError, match="width must be"):
+        plotting.image_rows({"a": digits}, width=9)
+    with pytest.raises(ValueError, match="fontsize must be at least"):
+        plotting.image_rows({"a": digits}, fontsize=8)
+    with pytest.raises(ValueError, match="per_row must be"):
+        plotting.image_rows({"a": digits}, per_row=0)
+    with pytest.raises(ValueError, match="row_labels has 3 labels"):
+        plotting.image_rows({"a": digits}, cols=6, row_labels=("x", "y", "z"))
+
+
 def test_save_samples_writes_points_and_images(tmp_path):
     assert plotting.save_samples(torch.randn(40, 2), tmp_path / "p.png", "points").stat().st_size > 1000
     assert plotting.save_samples(torch.randn(4, 1, 8, 8), tmp_path / "g.png", "grid").stat().st_size > 500

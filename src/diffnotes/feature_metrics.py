@@ -8,6 +8,9 @@
   evaluation split *and* scores a real set of the same size the same way, so every number
   comes with the band real data gets; :func:`frechet_digits_distance` ("FDD") is the Fréchet
   distance alone in that space.
+* One line for the notebooks: :meth:`DigitsReport.summary` of one report, and
+  :meth:`DigitsReport.summarize` of several (one per seed), each metric's values through the
+  caller's formatter (e.g. ``results.fmt_mean_se``).
 
 Re-exported by :mod:`diffnotes.metrics`.
 """
@@ -218,8 +221,56 @@ class DigitsReport:
         lines += [f"| {name} | {ours} | {band or '-'} |" for name, ours, band in rows]
         return "\n".join(lines)
 
+    SUMMARY_METRICS = ("kd", "fd", "precision", "recall")
+    """What a summary line gives unless told otherwise, in this order (``"accuracy"`` may be
+    added: the classifier accuracy on the labels)."""
+
+    def summary(self, metrics=None, digits: int = 3) -> str:
+        """One line, e.g. ``KD x 1000 4.21, Fréchet 0.312, precision 0.84, recall 0.79``.
+
+        ``metrics`` names which, in order (default :attr:`SUMMARY_METRICS`); each value is
+        written with ``digits`` significant digits.
+        """
+        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+            raise ValueError(f"digits must be a positive integer, got {digits!r}")
+        return DigitsReport.summarize([self], lambda values: f"{values[0]:.{digits}g}", metrics)
+
+    @staticmethod
+    def summarize(reports, fmt, metrics=None) -> str:
+        """One line for several reports (e.g. one per seed): each metric's values through ``fmt``.
+
+        ``fmt(values) -> str`` gets one value per report, e.g. ``results.fmt_mean_se`` for
+        ``KD x 1000 4.2 ± 0.31, Fréchet 0.31 ± 0.02, precision 0.84 ± 0.01, recall 0.79 ±
+        0.01``. ``metrics`` picks and orders them among ``kd`` (written x 1000), ``fd``,
+        ``precision``, ``recall`` and ``accuracy`` (default :attr:`SUMMARY_METRICS`).
+        """
+        reports = [reports] if isinstance(reports, DigitsReport) else list(reports)
+        if not reports or not all(isinstance(r, DigitsReport) for r in reports):
+            raise ValueError("reports must be a non-empty sequence of DigitsReport, got "
+                             f"{[type(r).__name__ for r in reports] or 'none'}")
+        metrics = DigitsReport.SUMMARY_METRICS if metrics is None else tuple(metrics)
+        unknown = [m for m in metrics if m not in _SUMMARY_FIELDS]
+        if unknown or not metrics:
+            raise ValueError(f"unknown summary metrics {unknown or 'none given'}; valid: "
+                             f"{', '.join(_SUMMARY_FIELDS)}")
+        if "accuracy" in metrics and any(r.class_accuracy is None for r in reports):
+            raise ValueError("'accuracy' asked for, but a report has no class_accuracy "
+                             "(it was made without labels)")
+        return ", ".join(f"{label} {fmt([value(r) for r in reports])}"
+                         for label, value in (_SUMMARY_FIELDS[m] for m in metrics))
+
     def __str__(self) -> str:
         return self.table()
+
+
+# name -> (label in a summary line, value of one report)
+_SUMMARY_FIELDS = {
+    "kd": ("KD x 1000", lambda r: 1e3 * r.kd),
+    "fd": ("Fréchet", lambda r: r.fd),
+    "precision": ("precision", lambda r: r.precision),
+    "recall": ("recall", lambda r: r.recall),
+    "accuracy": ("accuracy", lambda r: r.class_accuracy),
+}
 
 
 def _check_digits_images(images, name: str) -> torch.Tensor:

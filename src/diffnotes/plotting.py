@@ -2,6 +2,8 @@
 
 * ``image_grid(images)`` tiles a batch ``(n, c, h, w)`` into one array with white lines between
   the images (pure tensor code, tested); ``show_images`` draws it;
+* ``image_rows({"title": images, ...})`` draws labelled image grids side by side (wrapping into
+  more rows of panels, titles wrapped to the panel), sized for the book's column;
 * ``scatter_panels({"name": points}, reference=data)`` draws one square panel per point set, each
   over the data in light grey;
 * ``save_samples(samples, path, title)`` picks between the two for ``python -m diffnotes sample``;
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["image_grid", "show_images", "scatter_panels", "save_samples", "book_figure",
+__all__ = ["image_grid", "show_images", "image_rows", "scatter_panels", "save_samples", "book_figure",
            "fit_figure", "fit_figures_to_column", "png_min_font",
            "BOOK_DPI", "BOOK_MIN_FONT_PT", "BOOK_MAX_WIDTH_IN", "MIN_FONT_KEY"]
 
@@ -82,6 +84,95 @@ def show_images(images: torch.Tensor, title: str | None = None, ax=None, cols: i
     if title:
         ax.set_title(title, fontsize=8)
     return ax.figure
+
+
+def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
+               row_labels=None, label_left: bool = False, value_range=(-1.0, 1.0),
+               width: float = BOOK_MAX_WIDTH_IN, fontsize: float = BOOK_MIN_FONT_PT,
+               suptitle: str | None = None):
+    """Labelled image grids side by side, drawn for the book's column; returns the figure.
+
+    ``panels`` is ``{title: images}`` or a sequence of ``(title, images)``, each ``images`` a
+    batch (n, c, h, w) tiled by :func:`image_grid` with ``cols`` images per row (default:
+    square-ish). At most ``per_row`` panels share a row of the figure (default: as many as
+    leave each panel about 1.4 in); the rest wrap onto further rows. The figure is ``width``
+    inches wide (at most :data:`BOOK_MAX_WIDTH_IN`) and its text ``fontsize`` points (at least
+    :data:`BOOK_MIN_FONT_PT`); titles are wrapped to their panel's width.
+    ``label_left`` writes each title left of its panel instead of above it (for panels stacked
+    one per row). ``row_labels`` names the image rows inside the panels (e.g. ``("truth",
+    "estimate", "sample")``), written left of the first panel of each row of the figure.
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    items = list(panels.items()) if isinstance(panels, dict) else [tuple(p) for p in panels]
+    if not items:
+        raise ValueError("panels is empty: give at least one {title: images}")
+    for title, images in items:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"panel {title!r}: images must be a non-empty (n, channels, height, "
+                             f"width) tensor, got {shape}")
+    if not 0 < width <= BOOK_MAX_WIDTH_IN:
+        raise ValueError(f"width must be in (0, {BOOK_MAX_WIDTH_IN}] inches, got {width}")
+    if fontsize < BOOK_MIN_FONT_PT:
+        raise ValueError(f"fontsize must be at least {BOOK_MIN_FONT_PT:g} pt, got {fontsize}")
+    if per_row is not None and (isinstance(per_row, bool) or int(per_row) != per_row or per_row < 1):
+        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    grids = [image_grid(images, cols=cols, value_range=value_range) for _, images in items]
+    n_img_rows = {math.ceil(images.shape[0] / (cols or math.ceil(math.sqrt(images.shape[0]))))
+                  for _, images in items}
+    if row_labels is not None:
+        row_labels = list(row_labels)
+        if len(n_img_rows) != 1 or len(row_labels) != next(iter(n_img_rows)):
+            raise ValueError(f"row_labels has {len(row_labels)} labels; each panel must have as "
+                             f"many image rows, and they have {sorted(n_img_rows)}")
+    left = 0.0
+    side_texts = row_labels or ([t for t, _ in items] if label_left else [])
+    if side_texts:  # room for the labels left of the panels: about 0.6 em per character
+        left = min(0.4 * width, max(len(t) for t in side_texts) * fontsize * 0.6 / 72 + 0.15)
+    n = len(items)
+    if per_row is None:
+        per_row = max(1, min(n, int((width - left) // 1.4)))
+    per_row = int(min(per_row, n))
+    rows = math.ceil(n / per_row)
+    panel_w = (width - left) / per_row
+    aspect = max(g.shape[0] / g.shape[1] for g in grids)
+    chars = max(8, int(panel_w * 72 / (fontsize * 0.6)))  # characters a title line holds
+    titles = [t if label_left else textwrap.fill(str(t), chars) for t, _ in items]
+    title_lines = 0 if label_left else max(t.count("\n") + 1 for t in titles)
+    title_h = title_lines * fontsize * 1.5 / 72
+    row_h = panel_w * 0.95 * aspect + title_h + 0.08
+    height = rows * row_h + (0.35 if suptitle else 0.0) + 0.05
+    fig, axes = plt.subplots(rows, per_row, figsize=(width, height), squeeze=False,
+                             gridspec_kw={"left": left / width, "right": 0.995, "wspace": 0.05,
+                                          "bottom": 0.05 / height,
+                                          "top": 1 - ((0.35 if suptitle else 0.0) + title_h) / height,
+                                          "hspace": title_h / (row_h - title_h) if rows > 1 else 0.0})
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        grid = grids[i]
+        gray = grid.shape[-1] == 1
+        ax.imshow((grid[..., 0] if gray else grid).numpy(), cmap="gray" if gray else None,
+                  vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if label_left:
+            ax.set_ylabel(titles[i], fontsize=fontsize, rotation=0, ha="right", va="center")
+        else:
+            ax.set_title(titles[i], fontsize=fontsize)
+        if row_labels and i % per_row == 0:
+            for r, label in enumerate(row_labels):
+                ax.text(-0.03, 1 - (r + 0.5) / len(row_labels), label, fontsize=fontsize,
+                        ha="right", va="center", transform=ax.transAxes)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=fontsize, y=1 - 0.05 / height, va="top")
+    return fig
 
 
 def scatter_panels(point_sets: dict, reference: torch.Tensor | None = None, lim: float | None = 2.0,
