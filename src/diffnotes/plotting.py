@@ -86,6 +86,36 @@ def show_images(images: torch.Tensor, title: str | None = None, ax=None, cols: i
     return ax.figure
 
 
+def _image_panels(panels, per_row, width, fontsize) -> list:
+    """``image_rows``' arguments checked; its panels as a list of (title, images)."""
+    items = list(panels.items()) if isinstance(panels, dict) else [tuple(p) for p in panels]
+    if not items:
+        raise ValueError("panels is empty: give at least one {title: images}")
+    for title, images in items:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"panel {title!r}: images must be a non-empty (n, channels, height, "
+                             f"width) tensor, got {shape}")
+    if not 0 < width <= BOOK_MAX_WIDTH_IN:
+        raise ValueError(f"width must be in (0, {BOOK_MAX_WIDTH_IN}] inches, got {width}")
+    if fontsize < BOOK_MIN_FONT_PT:
+        raise ValueError(f"fontsize must be at least {BOOK_MIN_FONT_PT:g} pt, got {fontsize}")
+    if per_row is not None and (isinstance(per_row, bool) or int(per_row) != per_row or per_row < 1):
+        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    return items
+
+
+def _draw_grid(ax, grid: torch.Tensor) -> None:
+    """An ``image_grid`` on ``ax`` with no ticks or frame (the axis stays on for a label)."""
+    gray = grid.shape[-1] == 1
+    ax.imshow((grid[..., 0] if gray else grid).numpy(), cmap="gray" if gray else None,
+              vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
 def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
                row_labels=None, label_left: bool = False, value_range=(-1.0, 1.0),
                width: float = BOOK_MAX_WIDTH_IN, fontsize: float = BOOK_MIN_FONT_PT,
@@ -106,20 +136,7 @@ def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
 
     import matplotlib.pyplot as plt
 
-    items = list(panels.items()) if isinstance(panels, dict) else [tuple(p) for p in panels]
-    if not items:
-        raise ValueError("panels is empty: give at least one {title: images}")
-    for title, images in items:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"panel {title!r}: images must be a non-empty (n, channels, height, "
-                             f"width) tensor, got {shape}")
-    if not 0 < width <= BOOK_MAX_WIDTH_IN:
-        raise ValueError(f"width must be in (0, {BOOK_MAX_WIDTH_IN}] inches, got {width}")
-    if fontsize < BOOK_MIN_FONT_PT:
-        raise ValueError(f"fontsize must be at least {BOOK_MIN_FONT_PT:g} pt, got {fontsize}")
-    if per_row is not None and (isinstance(per_row, bool) or int(per_row) != per_row or per_row < 1):
-        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    items = _image_panels(panels, per_row, width, fontsize)
     grids = [image_grid(images, cols=cols, value_range=value_range) for _, images in items]
     n_img_rows = {math.ceil(images.shape[0] / (cols or math.ceil(math.sqrt(images.shape[0]))))
                   for _, images in items}
@@ -154,14 +171,7 @@ def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
         if i >= n:
             ax.set_visible(False)
             continue
-        grid = grids[i]
-        gray = grid.shape[-1] == 1
-        ax.imshow((grid[..., 0] if gray else grid).numpy(), cmap="gray" if gray else None,
-                  vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
+        _draw_grid(ax, grids[i])
         if label_left:
             ax.set_ylabel(titles[i], fontsize=fontsize, rotation=0, ha="right", va="center")
         else:
