@@ -276,15 +276,44 @@ def book_figure(fig, *, close: bool = True):
     return Image(data=buf.getvalue(), format="png")
 
 
+def _tighten(fig) -> None:
+    import warnings
+
+    if fig.get_constrained_layout():
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fig.tight_layout()
+        except (ValueError, RuntimeError):  # e.g. axes that cannot be laid out; keep as drawn
+            pass
+
+
+def _wrap_wide_texts(fig) -> None:
+    """Wrap a title wider than its axes, or any text wider than the figure, onto more lines."""
+    import textwrap
+
+    fig.draw_without_rendering()
+    titles = {id(ax.title): ax for ax in fig.axes}
+    fig_width = fig.bbox.width
+    for t in _visible_texts(fig):
+        ax = titles.get(id(t))
+        room = ax.get_window_extent().width * 1.05 if ax is not None else 0.98 * fig_width
+        width = t.get_window_extent().width
+        text = t.get_text()
+        if width > room and len(text) > 12 and "$" not in text:
+            chars = max(12, int(len(text) * room / width) - 1)
+            t.set_text("\n".join(textwrap.wrap(text.replace("\n", " "), chars)))
+
+
 def fit_figure(fig) -> float:
     """Make ``fig`` fit the book's column in place and return its smallest font size (points).
 
     A figure wider than :data:`BOOK_MAX_WIDTH_IN` is scaled to that width with its aspect kept;
-    every visible text under :data:`BOOK_MIN_FONT_PT` is raised to it; the layout is then
+    every visible text under :data:`BOOK_MIN_FONT_PT` is raised to it; a title wider than its
+    axes (or any text wider than the figure) is wrapped onto more lines; the layout is then
     tightened (unless the figure uses constrained layout) so the larger text does not overlap.
     """
-    import warnings
-
     fig.draw_without_rendering()  # tick labels hold their text only once drawn
     width, height = fig.get_size_inches()
     if width > BOOK_MAX_WIDTH_IN:
@@ -293,23 +322,31 @@ def fit_figure(fig) -> float:
     for t in texts:
         if t.get_fontsize() < BOOK_MIN_FONT_PT:
             t.set_fontsize(BOOK_MIN_FONT_PT)
-    if not fig.get_constrained_layout():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                fig.tight_layout()
-            except (ValueError, RuntimeError):  # e.g. axes that cannot be laid out; keep as drawn
-                pass
+    _tighten(fig)
+    _wrap_wide_texts(fig)
+    _tighten(fig)
     return min((t.get_fontsize() for t in texts), default=BOOK_MIN_FONT_PT)
 
 
 def _fitted_png(fig) -> bytes:
+    """The PNG of :func:`fit_figure`'s result, cropped to what is drawn (nothing clipped) and
+    narrowed until that crop is at most :data:`BOOK_MAX_WIDTH_IN` wide."""
     import io
 
+    from PIL import Image
+
     smallest = fit_figure(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=BOOK_DPI,
-                metadata={MIN_FONT_KEY: f"{smallest:g}", "Software": None})
+    for _ in range(4):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=BOOK_DPI, bbox_inches="tight", pad_inches=0.05,
+                    metadata={MIN_FONT_KEY: f"{smallest:g}", "Software": None})
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            drawn = im.size[0] / BOOK_DPI
+        if drawn <= BOOK_MAX_WIDTH_IN + 0.01:
+            break
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width * BOOK_MAX_WIDTH_IN / drawn, height)
+        _tighten(fig)
     return buf.getvalue()
 
 
