@@ -105,6 +105,23 @@ def _image_panels(panels, per_row, width, fontsize) -> list:
     return items
 
 
+def _wrap_title(title: str, chars: int) -> str:
+    """``title`` broken at spaces into lines of at most ``chars`` visible characters (a
+    mathtext command such as ``$\\sigma_0$`` counts as the one or two glyphs it draws)."""
+    import re
+
+    def visible(text: str) -> int:
+        return len(re.sub(r"[${}_^]", "", re.sub(r"\\[A-Za-z]+", "x", text)))
+
+    lines: list[str] = []
+    for word in title.split(" "):
+        if lines and visible(lines[-1] + " " + word) <= chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def _draw_grid(ax, grid: torch.Tensor) -> None:
     """An ``image_grid`` on ``ax`` with no ticks or frame (the axis stays on for a label)."""
     gray = grid.shape[-1] == 1
@@ -132,8 +149,6 @@ def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
     one per row). ``row_labels`` names the image rows inside the panels (e.g. ``("truth",
     "estimate", "sample")``), written left of the first panel of each row of the figure.
     """
-    import textwrap
-
     import matplotlib.pyplot as plt
 
     items = _image_panels(panels, per_row, width, fontsize)
@@ -157,7 +172,7 @@ def image_rows(panels, *, per_row: int | None = None, cols: int | None = None,
     panel_w = (width - left) / per_row
     aspect = max(g.shape[0] / g.shape[1] for g in grids)
     chars = max(8, int(panel_w * 72 / (fontsize * 0.6)))  # characters a title line holds
-    titles = [t if label_left else textwrap.fill(str(t), chars) for t, _ in items]
+    titles = [str(t) if label_left else _wrap_title(str(t), chars) for t, _ in items]
     title_lines = 0 if label_left else max(t.count("\n") + 1 for t in titles)
     title_h = title_lines * fontsize * 1.5 / 72
     row_h = panel_w * 0.95 * aspect + title_h + 0.08
