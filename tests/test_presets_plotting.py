@@ -105,9 +105,9 @@ def test_image_rows_draws_one_titled_grid_per_panel_within_the_column():
     wide = plotting.image_rows([("a title far too long for one line of a narrow panel", digits),
                                 ("short", digits)], per_row=2, cols=5)
     assert "\n" in wide.get_axes()[0].get_title()
-    # mathtext counts as the glyphs it draws: 28 characters typed, 20 drawn, 27 fit
+    # mathtext counts as the glyphs it draws: 28 characters typed, 20 drawn, 21 fit a panel
     math = plotting.image_rows({"inpainting, $\\sigma_0$ = 0.5": digits, "b": digits,
-                                "c": digits}, per_row=3)
+                                "c": digits, "d": digits}, per_row=4)
     assert "\n" not in math.get_axes()[0].get_title()
     many = plotting.image_rows([(str(i), digits) for i in range(7)], per_row=4)
     assert sum(ax.get_visible() for ax in many.get_axes()) == 7 and len(many.get_axes()) == 8
