@@ -23,8 +23,8 @@ AWAITING_FULL_RUN = {
     "havasi2019minimal", "ho2020denoising", "ho2022classifier", "hyvarinen2005estimation",
     "jing2022subspace", "jolicoeurmartineau2021gotta", "karras2022elucidating", "li2022srdiff",
     "luhman2022improving", "nichol2021improved", "ramesh2022hierarchical", "saharia2022image",
-    "sohldickstein2015deep", "song2019generative", "song2019sliced", "song2021denoising",
-    "song2021score", "theis2022lossy", "vincent2011connection",
+    "sohldickstein2015deep", "song2019generative", "song2019sliced", "song2021score",
+    "theis2022lossy", "vincent2011connection",
 }
 
 
