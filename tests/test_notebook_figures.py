@@ -20,8 +20,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # figures up to 13 in wide); each leaves this list when its notebook is next run in `full`
 AWAITING_FULL_RUN = {
     "abstreiter2021diffusion", "bao2022analytic", "choi2021ilvr", "dhariwal2021diffusion",
-    "havasi2019minimal", "ho2020denoising", "ho2022classifier", "hyvarinen2005estimation",
-    "jing2022subspace", "jolicoeurmartineau2021gotta", "karras2022elucidating", "li2022srdiff",
+    "ho2020denoising", "ho2022classifier", "hyvarinen2005estimation", "jing2022subspace",
+    "jolicoeurmartineau2021gotta", "karras2022elucidating", "li2022srdiff",
     "luhman2022improving", "nichol2021improved", "ramesh2022hierarchical", "saharia2022image",
     "sohldickstein2015deep", "song2019generative", "song2019sliced", "song2021score",
     "theis2022lossy", "vincent2011connection",
