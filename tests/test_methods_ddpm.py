@@ -273,3 +273,104 @@ def test_iddpm_losses_take_l_vlb_in_nats_or_bits():
     torch.testing.assert_close(bits_small, losses["hybrid", "nats"])
     with pytest.raises(ValueError, match="vlb_unit"):
         iddpm.HybridLoss(schedule, vlb_unit="bans")
+
+
+# ----------------------------------------------------------------------------------------------
+# ddpm.sample is the chain's one ancestral loop (issue 24), against the loop it replaced
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def _old_sample(denoiser, shape, schedule, *, steps=None, generator=None, dtype=torch.float32,
+                variance="posterior"):
+    """Frozen reference: ddpm.sample as written before it called chain.ancestral_sample, i.e.
+    the "ancestral" solver of diffnotes.sampling inlined, run in EDM coordinates (x = x_t /
+    sqrt(alpha_bar_t)) on the ladder sampling_sigmas(steps) rounded to ``dtype``."""
+    x = torch.randn(shape, generator=generator, dtype=dtype) * schedule.prior_scale()
+    s = schedule.sampling_sigmas(steps).to(dtype).double().tolist()
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = denoiser(x, x.new_full((shape[0],), sigma)).to(dtype)
+        x = denoised + sigma_next**2 / sigma**2 * (x - denoised)  # posterior mean
+        if sigma_next > 0:
+            if variance == "posterior":
+                var = sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
+            else:
+                var = (1 + sigma_next**2) * (sigma**2 - sigma_next**2) / (1 + sigma**2)
+            x = x + math.sqrt(var) * torch.randn(shape, generator=generator, dtype=dtype)
+    return x
+
+
+def _small_denoiser(shape):
+    from diffnotes.nets import MLP, FlatMLP
+    from diffnotes.precond import VPPrecond
+
+    torch.manual_seed(0)
+    dim = math.prod(shape[1:])
+    net = VPPrecond(MLP(dim=2, hidden=32, depth=2) if len(shape) == 2 else FlatMLP(dim=dim, hidden=32, depth=2))
+    for p in net.parameters():  # the zero-initialised output layer: else D(x) = x
+        if not p.any():
+            torch.nn.init.normal_(p, std=0.05)
+    return net
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("steps", [None, 7])
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+@pytest.mark.parametrize("shape", [(16, 2), (3, 1, 4, 4)])
+def test_sampler_is_the_old_loop_up_to_rounding(shape, variance, steps, dtype):
+    # Not bit for bit: the old loop kept its state in EDM coordinates (x = x_t / sqrt(alpha_bar_t))
+    # with coefficients from the float32-rounded sigma ladder, the chain keeps DDPM's x_t with
+    # coefficients from alpha_bar, so the two round differently at every step (no clamping on
+    # either side; same noise draws, same order). In float32 each step rounds the state a few
+    # times (about eps/2 relative each) independently in the two paths, and the step contracts
+    # earlier differences (the posterior mean weighs x by sigma'^2 / sigma^2 < 1), so the
+    # difference is a random walk: about eps sqrt(K) max|x| after K steps (0.5-1.5 of that
+    # measured over 8-10 seeds, both shapes and denoisers, on DDPM's T = 1000 chain at K = 7,
+    # 100, 1000 and on this T = 200 chain). In float64 the state's rounding is negligible; what
+    # is left is the coefficients' rounding: the chain's last step weighs D by beta_1 / (1 -
+    # alpha_bar_1), which rounds to 1 + delta (delta = 1.1e-13 for DDPM's chain, 0 for the
+    # respaced ones) where the old loop's weight was exactly 1, and the other steps' rounding
+    # adds up to about eps K max|x| (at most 0.6 of that measured once delta is taken off). The
+    # bound allows 4 times the random walk or the sum, plus delta in float64.
+    sch = small_schedule(200)  # DDPM's chain shortened (T beta kept), to keep the test quick
+    K = sch.T if steps is None else steps
+    eps = torch.finfo(dtype).eps
+    chain = sch if steps is None else sch.respace(steps)[0]
+    delta = abs(float(chain.posterior_coef_x0[0]) - 1) if dtype == torch.float64 else 0.0
+    for denoiser in (_small_denoiser(shape).to(dtype), gaussian_denoiser):
+        old = _old_sample(denoiser, shape, sch, steps=steps, generator=torch.Generator().manual_seed(1),
+                          dtype=dtype, variance=variance)
+        new = ddpm.sample(denoiser, shape, sch, steps=steps, generator=torch.Generator().manual_seed(1),
+                          dtype=dtype, variance=variance)
+        assert new.dtype == dtype and new.shape == shape and bool(torch.isfinite(new).all())
+        scale = old.abs().max().item()
+        bound = (4 * eps * (math.sqrt(K) if dtype == torch.float32 else K) + delta) * scale
+        assert (new - old).abs().max().item() <= bound
+
+
+def test_sampler_calls_the_chains_ancestral_loop(monkeypatch):
+    """ddpm.sample has no loop of its own: it is one call of chain.ancestral_sample."""
+    from diffnotes import chain
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return chain.ancestral_sample(*args, **kwargs)
+
+    monkeypatch.setattr(ddpm, "ancestral_sample", spy)
+    sch = small_schedule(30)
+    out = ddpm.sample(gaussian_denoiser, (4, 2), sch, steps=10, generator=torch.Generator().manual_seed(0),
+                      variance="beta")
+    assert len(calls) == 1 and out.shape == (4, 2)
+    short, _ = sch.respace(10)
+    assert torch.equal(calls[0]["variance"], short.betas)
+
+
+def test_sampler_rejects_bad_options_with_one_clear_error():
+    sch = small_schedule()
+    with pytest.raises(ValueError, match="unknown variance 'learned'; valid variances: posterior, beta_tilde, beta"):
+        ddpm.sample(gaussian_denoiser, (2, 2), sch, variance="learned")
+    with pytest.raises(ValueError, match=r"unknown options \['refine'\]; valid options: variance"):
+        ddpm.sample(gaussian_denoiser, (2, 2), sch, refine=lambda x, s: x)
+    with pytest.raises(ValueError, match="steps must be"):
+        ddpm.sample(gaussian_denoiser, (2, 2), sch, steps=51)

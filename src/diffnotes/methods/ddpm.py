@@ -32,8 +32,9 @@ so a denoiser trained at the discrete levels ``sigma_t`` *is* a DDPM model: its 
   The reverse variances are DDPM's "fixed" choices (Sec. 3.2): ``sigma_t^2 = beta_tilde_t`` (the
   true posterior variance, the default) or ``beta_t``; the decoder at t = 1 uses ``beta_1`` in both
   cases (``beta_tilde_1 = 0``).
-* :func:`sample` — ancestral sampling (DDPM Algorithm 2) through ``diffnotes.sampling``'s
-  ``"ancestral"`` solver on the discrete sigma_t ladder.
+* :func:`sample` — ancestral sampling (DDPM Algorithm 2): the chain's one ancestral loop
+  (``diffnotes.chain.ancestral_sample``, shared with iDDPM and Analytic-DPM) with beta_tilde_t
+  or beta_t as the reverse variance.
 
 Used in the book by ``book/papers/ho2020denoising.md`` and ``notebooks/ho2020denoising.ipynb``; the
 schedule is reused by the DDIM chapter (``diffnotes.methods.ddim``).
@@ -46,11 +47,10 @@ from typing import Callable
 import torch
 
 from diffnotes import constants as K
-from diffnotes.chain import (REVERSE_VARIANCES, bound_terms, check_steps, discretized_gaussian_nll, gather,
-                             gaussian_kl, gaussian_nll, prior_kl, random_steps, step_kl, to_bits_per_dim)
+from diffnotes.chain import (REVERSE_VARIANCES, ancestral_sample, bound_terms, check_steps, discretized_gaussian_nll,
+                             gather, gaussian_kl, gaussian_nll, prior_kl, random_steps, step_kl, to_bits_per_dim)
 from diffnotes.chain import DiscreteSchedule as DDPMSchedule
 from diffnotes.parameterization import denoiser_to_eps
-from diffnotes.sampling import sample as run_sampler
 
 __all__ = [
     "DDPMSchedule",
@@ -207,6 +207,11 @@ class VLBLoss:
 # ----------------------------------------------------------------------------------------------
 
 
+# sample's variance option -> the chain's name: "posterior" and "beta" as the "ancestral" solver of
+# diffnotes.sampling (which ddpm.sample ran before) names them, and the chain's own "beta_tilde"
+_VARIANCES = {"posterior": "beta_tilde", "beta_tilde": "beta_tilde", "beta": "beta"}
+
+
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
@@ -219,13 +224,24 @@ def sample(
     dtype=torch.float32,
     **options,
 ) -> torch.Tensor:
-    """Draw samples with DDPM's ancestral sampler (reverse variance beta_tilde), in EDM form.
+    """Draw samples with DDPM's ancestral sampler (Algorithm 2): the chain's one ancestral loop.
 
-    x_T ~ N(0, I) in DDPM coordinates is ``x = sqrt(1 + sigma_T^2) z``; each step draws from
-    the posterior ``q(x_{t-1} | x_t, x0 = D(x_t))``, which is the ``"ancestral"`` solver of
-    ``diffnotes.sampling`` on the ladder sigma_T > ... > sigma_1 > 0.
+    :func:`diffnotes.chain.ancestral_sample` in DDPM coordinates: x_T ~ N(0, I), the denoiser
+    sees x_t / sqrt(alpha_bar_t) at sigma_t, and x_{t-1} is drawn from the posterior
+    q(x_{t-1} | x_t, x0 = D) with one of DDPM's two fixed variances (Sec. 3.2), the one option:
+    ``variance="posterior"`` (beta_tilde_t, the default; ``"beta_tilde"`` names it too) or
+    ``variance="beta"`` (beta_t). The last step returns the mean, D itself. ``steps`` (default T)
+    samples the chain respaced to that many evenly strided steps (iDDPM Sec. 4), the denoiser
+    being given the full chain's sigma at each kept step.
     """
-    z = torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
-    sigmas = schedule.sampling_sigmas(steps).to(dtype)
-    x = z * schedule.prior_scale()
-    return run_sampler(denoiser, x, sigmas.to(x.device), solver="ancestral", generator=generator, **options)
+    variance = options.pop("variance", "posterior")
+    if options:
+        raise ValueError(f"ddpm.sample got unknown options {sorted(options)}; valid options: variance")
+    if variance not in _VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; valid variances: {', '.join(_VARIANCES)}")
+    chain, sigmas = schedule, None
+    if steps is not None and steps != schedule.T:
+        chain, kept = schedule.respace(steps)
+        sigmas = schedule.sigmas[kept - 1]
+    return ancestral_sample(denoiser, shape, chain, variance=chain.reverse_variance(_VARIANCES[variance]),
+                            sigmas=sigmas, generator=generator, dtype=dtype, device=device)
