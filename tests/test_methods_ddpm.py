@@ -329,7 +329,7 @@ def test_sampler_is_the_old_loop_up_to_rounding(shape, variance, steps, dtype):
     # is left is the coefficients' rounding: the chain's last step weighs D by beta_1 / (1 -
     # alpha_bar_1), which rounds to 1 + delta (delta = 1.1e-13 for DDPM's chain, 0 for the
     # respaced ones) where the old loop's weight was exactly 1, and the other steps' rounding
-    # adds up to about eps K max|x| (at most 0.6 of that measured once delta is taken off). The
+    # adds up to about eps K max|x| (at most 1.1 of that measured once delta is taken off). The
     # bound allows 4 times the random walk or the sum, plus delta in float64.
     sch = small_schedule(200)  # DDPM's chain shortened (T beta kept), to keep the test quick
     K = sch.T if steps is None else steps
