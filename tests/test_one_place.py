@@ -279,19 +279,13 @@ NOTEBOOK_PATTERNS = [
     ("a labelled image row built by hand (use plotting.image_rows)",
      r"show_images\((?:[^()]|\([^()]*\))*\bax\s*=|axes\[\s*\w+\s*,\s*\w+\s*\]\.imshow\("),
 ]
-# Notebooks that still write one of them by hand, each owned by another helper who is moving
-# it to the package's call; the lead empties this list once they have.
-NOTEBOOK_PATTERNS_ALLOWED = {
-    "jing2022subspace.ipynb",  # its KD/Fréchet print per arm
-    "luhman2022improving.ipynb",  # its KD/Fréchet print per patch size
-    "blattmann2022retrieval.ipynb",  # its row of database panels
-}
 
 
 @pytest.mark.parametrize("what, regex", NOTEBOOK_PATTERNS, ids=[w for w, _ in NOTEBOOK_PATTERNS])
 def test_notebooks_use_the_shared_summary_and_image_rows(what, regex):
-    found = [f"{path.name}: {m.group(0)[:60]!r}" for path in sorted(NOTEBOOKS.glob("*.ipynb"))
-             if path.name not in NOTEBOOK_PATTERNS_ALLOWED
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert paths, f"no notebooks under {NOTEBOOKS}: nothing was checked"
+    found = [f"{path.name}: {m.group(0)[:60]!r}" for path in paths
              for code in _notebook_code(path) for m in re.finditer(regex, code)]
     assert not found, f"{what}:\n" + "\n".join(found)
 
