@@ -96,10 +96,7 @@ STRICT = ("precond.py", "chain.py", "theory/numeric.py", "methods/edm.py", "meth
           "methods/ncsn.py", "methods/ddpm.py")
 STRICT_CONSTANTS = {0.1, 1e-5, 1e-3, 1e-4, 0.02, 0.002, 100.0, 50.0, 0.01, 1.2, 7.0, 1000.0, 0.999}
 # Known, reported exceptions: (module, value) -> why. Keep this short; each one is a to-do.
-EXEMPT = {
-    ("theory/proofs/processes_proofs.py", 0.008): "iddpm_chain_u's defaults (the proofs' owner; to import "
-                                                  "diffnotes.constants)",
-}
+EXEMPT: dict = {}
 
 
 def _code_lines(path: Path) -> list[str]:

@@ -17,6 +17,7 @@ from ..processes import (
     DENOISER, SIGMA, SIGMA_DATA, VP_B, VP_BETA, X, X0, beta_d, beta_min, ddpm_alpha_bar, edm_ode_drift,
     gamma_max, gamma_min, get_process, iddpm_u, sigma_min, t,
 )
+from ... import constants as K
 from .base import Proof, ProofResult, combine, symbolic_zero
 
 __all__ = ["PROOFS", "schedule_gaps"]
@@ -614,7 +615,7 @@ VDM_WEIGHT = Proof(
 # =============================================================================================
 # (13) iDDPM's cosine schedule
 # =============================================================================================
-def iddpm_chain_u(M=1000, s_off=0.008, max_beta=0.999, clip=True):
+def iddpm_chain_u(M=1000, s_off=K.IDDPM_C2, max_beta=K.IDDPM_MAX_BETA, clip=True):
     """sigma = sqrt(1/alpha_bar - 1) of iDDPM's discrete chain, u_0 (t = M) ... u_M (t = 0), from
     Nichol & Dhariwal's definition: beta_t = min(1 - alpha_bar(t)/alpha_bar(t-1), max_beta),
     alpha_bar(t) = cos^2(pi/2 (t/M + s)/(1 + s)), accumulated in mpmath (``clip=False`` drops the min)."""
