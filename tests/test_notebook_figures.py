@@ -23,7 +23,7 @@ AWAITING_FULL_RUN = {
     "ho2020denoising", "ho2022classifier", "hyvarinen2005estimation", "jing2022subspace",
     "jolicoeurmartineau2021gotta", "karras2022elucidating", "li2022srdiff",
     "luhman2022improving", "nichol2021improved", "ramesh2022hierarchical", "song2019generative",
-    "song2019sliced", "song2021score", "vincent2011connection",
+    "song2019sliced", "song2021score",
 }
 
 
