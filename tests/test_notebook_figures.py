@@ -21,7 +21,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 AWAITING_FULL_RUN = {
     "bao2022analytic", "choi2021ilvr", "dhariwal2021diffusion", "ho2020denoising",
     "ho2022classifier", "jolicoeurmartineau2021gotta", "karras2022elucidating",
-    "ramesh2022hierarchical", "song2019generative", "song2019sliced", "song2021score",
+    "song2019generative", "song2019sliced", "song2021score",
 }
 
 
