@@ -20,8 +20,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # figures up to 13 in wide); each leaves this list when its notebook is next run in `full`
 AWAITING_FULL_RUN = {
     "bao2022analytic", "choi2021ilvr", "dhariwal2021diffusion", "ho2020denoising",
-    "jolicoeurmartineau2021gotta", "karras2022elucidating", "song2019generative",
-    "song2019sliced", "song2021score",
+    "karras2022elucidating", "song2019generative", "song2019sliced", "song2021score",
 }
 
 
