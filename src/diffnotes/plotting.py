@@ -357,10 +357,11 @@ def _fitted_png(fig) -> bytes:
                     metadata={MIN_FONT_KEY: f"{smallest:g}", "Software": None})
         with Image.open(io.BytesIO(buf.getvalue())) as im:
             drawn = im.size[0] / BOOK_DPI
-        if drawn <= BOOK_MAX_WIDTH_IN + 0.01:
+        if im.size[0] <= round(BOOK_MAX_WIDTH_IN * BOOK_DPI):
             break
         width, height = fig.get_size_inches()
-        fig.set_size_inches(width * BOOK_MAX_WIDTH_IN / drawn, height)
+        # a little under the exact ratio: the crop rounds to whole pixels
+        fig.set_size_inches(width * 0.995 * BOOK_MAX_WIDTH_IN / drawn, height)
         _tighten(fig)
     return buf.getvalue()
 
