@@ -80,10 +80,10 @@ def test_feature_classifier_trains_on_the_classifier_split_only(monkeypatch):
 
 def test_classifier_accuracy_on_real_labelled_digits():
     x_b, y_b = load_digits("eval_b")
-    report = digits_report(x_b, y_b)
+    report = digits_report(x_b, y_b, resplit=False)
     assert report.class_accuracy >= 0.95  # measured 0.975 on the 324 digits of half B
     assert report.band.class_accuracy >= 0.95
-    wrong = digits_report(x_b, (y_b + 1) % 10)
+    wrong = digits_report(x_b, (y_b + 1) % 10, resplit=False)
     assert wrong.class_accuracy < 0.05
     assert torch.equal(digits_classify(x_b[:3]), digits_classify(x_b[:3, 0]))  # (N, H, W) accepted
 
@@ -173,7 +173,8 @@ def ladder(half_b):
         "noise 1.0": noised(1.0, 2),
         "pure noise": torch.rand(x_b.shape, generator=gen(3)) * 2 - 1,
     }
-    reports = {name: digits_report(images, n=N) for name, images in sets.items()}
+    # the fixed halves: half B and its corruptions are scored against half A alone
+    reports = {name: digits_report(images, n=N, resplit=False) for name, images in sets.items()}
     for name, r in reports.items():  # shown with pytest -s: the table of the final report
         print(f"{name:14s} FD {r.fd:7.3f}  KD {1e3 * r.kd:8.2f} ± {1e3 * r.kd_se:6.2f} (x1e-3)"
               f"  precision {r.precision:.3f}  recall {r.recall:.3f}")
@@ -185,7 +186,7 @@ def test_real_band_is_the_real_half_against_the_reference(ladder, half_b):
     assert real.n == real.band.n == N
     # at the full half size both sides use every image, so scoring half B itself reproduces the
     # band (only the standard error depends on the order in which the images are paired)
-    whole = digits_report(half_b[0])
+    whole = digits_report(half_b[0], resplit=False)
     assert whole.n == 324
     for metric in ("fd", "kd", "precision", "recall"):
         # (float32 features of a batch in another order agree to about 1e-7)
@@ -224,9 +225,9 @@ def test_dropping_half_the_classes_lowers_recall_not_precision():
 
 def test_a_collapsed_sampler_loses_recall(half_b):
     x_b, _ = half_b
-    one = digits_report(x_b[:1].expand(N, -1, -1, -1).clone(), n=N)
+    one = digits_report(x_b[:1].expand(N, -1, -1, -1).clone(), n=N, resplit=False)
     assert one.recall < 0.05 and one.band.recall > 0.8
-    ten = digits_report(x_b[:10].repeat(N // 10, 1, 1, 1), n=N)  # ten images, 30 copies each
+    ten = digits_report(x_b[:10].repeat(N // 10, 1, 1, 1), n=N, resplit=False)  # ten images, 30 copies each
     assert ten.recall < 0.3 and ten.fd > 5 * ten.band.fd
 
 
@@ -244,6 +245,46 @@ def test_digits_report_subsamples_both_sides_and_is_deterministic(half_b):
     assert str(small) == table and set(small.as_dict()["band"]) == set(small.as_dict())
     # the report's Fréchet distance is the plain one on the same subsets' features
     assert 0 < small.fd and math.isfinite(small.fd)
+
+
+def test_the_seed_resplits_the_evaluation_halves(monkeypatch):
+    """resplit=True: the seed draws which half of the 648 evaluation digits is the reference;
+    reference and band are disjoint halves of that set and differ between seeds."""
+    import diffnotes.feature_metrics as fm
+
+    a, ya = load_digits("eval_a")
+    b, yb = load_digits("eval_b")
+    seen = []
+    real_metrics = fm._set_metrics
+
+    def spy(ref, feats, accuracy):
+        seen.append(ref)
+        return real_metrics(ref, feats, accuracy)
+
+    monkeypatch.setattr(fm, "_set_metrics", spy)
+    x, _ = load_digits("train")
+    pool = {tuple(img.flatten().tolist()) for img in torch.cat([a, b])}
+    references = []
+    for seed in (0, 1):
+        report = digits_report(x[:N], seed=seed)
+        assert report.n == report.band.n == N
+        references.append(seen[-1])
+    assert not torch.equal(references[0], references[1])
+    fixed = [digits_report(x[:N], seed=s, resplit=False) for s in (0, 1)]
+    # the fixed halves draw their N of 324 by the seed too, but always from half A
+    assert fixed[0].band.fd != fixed[1].band.fd
+    # which digits: under the re-split the reference and the band come from the whole pool
+    gen_ = torch.Generator().manual_seed(3)
+    order = torch.randperm(648, generator=gen_)
+    both = torch.cat([a, b])
+    ref_half, band_half = both[order[:324]], both[order[324:]]
+    assert {tuple(i.flatten().tolist()) for i in torch.cat([ref_half, band_half])} == pool
+    labels = torch.cat([ya, yb])[order[324:]]
+    r = digits_report(band_half, labels, seed=3)  # the band's own half, scored as samples
+    assert r.class_accuracy == pytest.approx(r.band.class_accuracy, abs=1e-12)
+    assert r.fd == pytest.approx(r.band.fd, rel=1e-5)  # the same images on both sides
+    with pytest.raises(ValueError, match="resplit must be True"):
+        digits_report(x[:N], resplit="yes")
 
 
 def test_digits_report_rejects_bad_input(half_b):
