@@ -13,6 +13,8 @@ NB_THREADS ?= 1
 # Test workers (pytest-xdist): one per core by default; JOBS=1 runs everything in series.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 XDIST := -n $(JOBS) --dist loadfile
+# the slowest tests of each stage, printed in the log (benchmarks/suite_time.py reads the totals)
+SLOWEST := --durations=8
 
 .PHONY: help venv book leaderboard controls test unit notebooks-test notebooks-untrained book-test site-test pdf proofs tables tables-check notebooks serve browser-deps bench clean
 
@@ -48,7 +50,7 @@ book: $(STAMP)
 	@echo "open $(CURDIR)/_build/html/index.html  (or: make serve)"
 
 unit: $(STAMP)
-	DIFFNOTES_PROFILE=quick OMP_NUM_THREADS=1 $(PY) -m pytest -q $(XDIST) tests --ignore=tests/site --ignore=tests/notebooks_untrained
+	DIFFNOTES_PROFILE=quick OMP_NUM_THREADS=1 $(PY) -m pytest -q $(XDIST) $(SLOWEST) tests --ignore=tests/site --ignore=tests/notebooks_untrained
 
 # The untrained control of every claim: each lab run in the full profile with training disabled,
 # its claims recorded to notebooks/results/untrained/ (then: make tables).
@@ -58,7 +60,7 @@ controls: $(STAMP)
 # Every lab notebook must fail its checks when training is disabled (DIFFNOTES_TRAIN_STEPS=0)
 # or, for the coding labs that train nothing, when the coder is broken (DIFFNOTES_BROKEN=1).
 notebooks-untrained: $(STAMP)
-	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/notebooks_untrained
+	OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(SLOWEST) tests/notebooks_untrained
 
 # Headless Chromium for the browser tests (Debian packages; needs root or sudo). Where it cannot
 # be installed the browser tests skip and say why.
@@ -75,7 +77,7 @@ site-test: $(STAMP)
 
 notebooks-test: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		OMP_NUM_THREADS=$(NB_THREADS) DIFFNOTES_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env notebooks; \
+		OMP_NUM_THREADS=$(NB_THREADS) DIFFNOTES_PROFILE=quick $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(SLOWEST) --nbval-lax --nbval-current-env notebooks; \
 	else echo "no notebooks yet"; fi
 
 book-test: $(STAMP)
