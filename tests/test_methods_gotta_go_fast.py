@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from diffnotes import sampling
+
 from diffnotes import constants as K
 from diffnotes.data import GaussianMixture
 from diffnotes.methods import gotta_go_fast as ggf
@@ -92,6 +94,11 @@ def test_adaptive_sample_draws_the_right_gaussian_in_high_dimension(sde, params)
     counted = ggf.CountingDenoiser(gauss.denoiser)
     xs, stats = ggf.adaptive_sample(counted, sde, x, eps_abs=0.0078, eps_rel=0.05, generator=gen, **params)
     assert counted.nfe == stats.nfe == int(stats.nfe_per_sample.max())
+    # one counter in the package: the sampler's calls are its NFE
+    assert ggf.CountingDenoiser is sampling.CountingDenoiser
+    assert counted.calls == counted.nfe
+    # the adaptive sampler evaluates only the samples still moving: each sample's own count
+    assert counted.evaluations == int(stats.nfe_per_sample.sum()) < n * counted.calls
     assert abs(xs.std().item() - std) < 0.01 * std
     assert xs.mean(0).abs().max().item() < 0.1
     assert (stats.accepted > 10).all() and stats.rejection_rate < 0.1  # the error concentrates

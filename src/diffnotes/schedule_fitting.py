@@ -245,11 +245,20 @@ RULE_FULL = FitRule("full", solvers=("dpmpp_3m", "unipc_2", "unipc_3"), pilot_cl
 
 
 class CountingDenoiser:
-    """Wraps a denoiser and counts its work in sample-evaluations (one call on a batch of n
-    samples counts n), the unit in which a fit's cost is compared with sampling."""
+    """Wraps a denoiser and counts its work: ``calls`` (batched calls, the NFE of a sampler; also
+    read as ``nfe``) and ``evaluations`` (sample-evaluations: one call on a batch of n samples
+    counts n), the unit in which a fit's cost is compared with sampling."""
 
     def __init__(self, denoiser):
         self.denoiser, self.evaluations, self.calls = denoiser, 0, 0
+
+    @property
+    def nfe(self) -> int:
+        return self.calls
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self.calls = value
 
     def __call__(self, x, sigma, *args, **kwargs):
         self.evaluations += int(x.shape[0])

@@ -47,6 +47,7 @@ import torch
 
 from diffnotes import constants as K
 from diffnotes.parameterization import append_dims, denoiser_to_score
+from diffnotes.schedule_fitting import CountingDenoiser  # re-exported: its .nfe counts calls
 
 from .score_sde import EPS_SAMPLE, get_sde, reverse_drift
 
@@ -78,17 +79,6 @@ class AdaptiveStats:
     def rejection_rate(self) -> float:
         total = (self.accepted + self.rejected).sum().item()
         return self.rejected.sum().item() / max(total, 1)
-
-
-class CountingDenoiser:
-    """Wraps ``denoiser`` and counts its calls (one call on a batch is one NFE)."""
-
-    def __init__(self, denoiser):
-        self.denoiser, self.nfe = denoiser, 0
-
-    def __call__(self, x, sigma, *args, **kwargs):
-        self.nfe += 1
-        return self.denoiser(x, sigma, *args, **kwargs)
 
 
 def _check_tolerances(eps_abs: float, eps_rel: float) -> None:
