@@ -19,7 +19,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # stored outputs drawn before the setup cell fitted figures to the column (7-8 pt text in
 # figures up to 13 in wide); each leaves this list when its notebook is next run in `full`
 AWAITING_FULL_RUN = {
-    "song2021score", "ho2020denoising",
+    "ho2020denoising",
 }
 
 
