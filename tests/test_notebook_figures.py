@@ -1,7 +1,7 @@
 """Every figure a lab notebook stores fits the book's column: at most 700 px wide (7 in at
 100 dpi) with no text under 10 pt, as :func:`diffnotes.plotting.fit_figures_to_column` draws it
-and declares in the PNG. Notebooks whose stored ``full`` outputs were drawn before that rule
-are listed by name until their next full run; the list may only shrink."""
+and declares in the PNG. (Until 2026-12-08 the notebooks whose stored ``full`` outputs predated
+the rule were listed here; every one has since been re-run and the list is gone.)"""
 
 import base64
 import io
@@ -15,13 +15,6 @@ from diffnotes.plotting import BOOK_DPI, BOOK_MAX_WIDTH_IN, BOOK_MIN_FONT_PT, pn
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-# stored outputs drawn before the setup cell fitted figures to the column (7-8 pt text in
-# figures up to 13 in wide); each leaves this list when its notebook is next run in `full`
-AWAITING_FULL_RUN = {
-    "ho2020denoising",
-}
-
 
 def _stored_pngs(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -45,15 +38,7 @@ def _problems(path):
     return found
 
 
-def test_the_waiting_list_names_notebooks():
-    assert AWAITING_FULL_RUN <= {p.stem for p in NOTEBOOKS}
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_figures_fit_the_column(path):
     problems = _problems(path)
-    if path.stem in AWAITING_FULL_RUN:
-        assert problems, (f"{path.name}'s stored figures now fit the column: remove it from "
-                          "AWAITING_FULL_RUN")
-        return
     assert problems == [], f"{path.name}: stored figures that do not fit the column: {problems}"
